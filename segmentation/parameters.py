@@ -1,0 +1,67 @@
+"""The one place where user-facing parameters and their defaults are defined.
+
+The library, the CLI, the REST API and the web UI all read their defaults from here, so a
+parameter has one name and one default everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+PartitionMethod = Literal["agglomeration", "multicut"]
+Device = Literal["auto", "cpu", "cuda"]
+
+#: Boundary probability above which a voxel counts as boundary for the distance transform.
+DEFAULT_THRESHOLD = 0.5
+#: Width (in XY pixels) of the local-maximum footprint that places watershed seeds.
+DEFAULT_FOOTPRINT = 9
+#: Partition cutoff: a boundary with mean probability above this separates two cells.
+DEFAULT_CUTOFF = 0.5
+DEFAULT_METHOD: PartitionMethod = "agglomeration"
+#: Smallest cell kept, in voxels.
+DEFAULT_MIN_SIZE = 300
+#: Largest cell kept, in voxels (None: no limit).
+DEFAULT_MAX_SIZE: int | None = None
+#: Sliding-window size (Z, Y, X) of the network; clipped to the stack's size.
+DEFAULT_PATCH: tuple[int, int, int] = (32, 256, 256)
+#: Fraction of overlap between neighbouring windows.
+DEFAULT_OVERLAP = 0.25
+DEFAULT_DEVICE: Device = "auto"
+#: Mean foreground probability under which a region is background (label 0).
+DEFAULT_FOREGROUND_THRESHOLD = 0.5
+#: Largest number of voxels (C excluded) a stack may have.
+DEFAULT_MAX_VOXELS = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SegmentationParameters:
+    """Parameters of the post-network stages (watershed, graph, post-processing).
+
+    Changing any of these does not require running the network again.
+    """
+
+    threshold: float = DEFAULT_THRESHOLD
+    footprint: int = DEFAULT_FOOTPRINT
+    cutoff: float = DEFAULT_CUTOFF
+    method: PartitionMethod = DEFAULT_METHOD
+    min_size: int = DEFAULT_MIN_SIZE
+    max_size: int | None = DEFAULT_MAX_SIZE
+    foreground_threshold: float = DEFAULT_FOREGROUND_THRESHOLD
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InferenceParameters:
+    """Parameters of the network stage."""
+
+    patch: tuple[int, int, int] = field(default=DEFAULT_PATCH)
+    overlap: float = DEFAULT_OVERLAP
+    device: Device = DEFAULT_DEVICE
+    batch_size: int = 2
+    autocast: Literal["none", "bf16", "fp16"] = "none"
+
+    def as_dict(self) -> dict:
+        return asdict(self)

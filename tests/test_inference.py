@@ -1,0 +1,114 @@
+"""Sliding-window inference: no seams, patch-size independence, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from segmentation.errors import InputError
+from segmentation.inference import predict_probabilities, sliding_windows, window_starts
+from segmentation.model import UNet3D
+
+
+class ConstantLogit(nn.Module):
+    """Answers the same logit everywhere, whatever the input."""
+
+    def __init__(self, value: float, out_channels: int = 2) -> None:
+        super().__init__()
+        self.value = value
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (x.shape[0], self.out_channels, *x.shape[2:])
+        return torch.full(shape, self.value, dtype=x.dtype)
+
+
+class Pointwise(nn.Module):
+    """A 1×1×1 convolution: each voxel's output depends on that voxel only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(2, 2, kernel_size=1)
+        torch.manual_seed(0)
+        nn.init.normal_(self.conv.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+def test_windows_cover_volume_and_end_at_border():
+    assert window_starts(100, 40, 0.25) == [0, 30, 60]
+    assert window_starts(30, 40, 0.25) == [0]
+    windows = sliding_windows((10, 100, 70), (10, 40, 40), 0.5)
+    covered = np.zeros((10, 100, 70), dtype=int)
+    for window in windows:
+        covered[window] += 1
+    assert covered.min() >= 1
+
+
+def test_constant_model_gives_constant_output():
+    image = np.random.default_rng(0).normal(size=(2, 12, 70, 90)).astype(np.float32)
+    output = predict_probabilities(
+        ConstantLogit(0.7), image, patch=(8, 32, 32), overlap=0.3, batch_size=3
+    )
+    assert output.shape == (2, 12, 70, 90)
+    np.testing.assert_allclose(output, 1 / (1 + np.exp(-0.7)), rtol=1e-5)
+
+
+def test_result_does_not_depend_on_patch_size():
+    image = np.random.default_rng(1).normal(size=(2, 10, 60, 50)).astype(np.float32)
+    network = Pointwise()
+    small = predict_probabilities(network, image, patch=(4, 16, 16), overlap=0.5)
+    large = predict_probabilities(network, image, patch=(10, 40, 64), overlap=0.25)
+    with torch.no_grad():
+        direct = torch.sigmoid(network(torch.from_numpy(image)[None]))[0].numpy()
+    np.testing.assert_allclose(small, direct, atol=1e-5)
+    np.testing.assert_allclose(large, direct, atol=1e-5)
+
+
+def test_deterministic_and_batch_size_independent():
+    torch.manual_seed(0)
+    network = UNet3D(2, 2, f_maps=4).eval()
+    image = np.random.default_rng(2).normal(size=(2, 12, 48, 48)).astype(np.float32)
+    first = predict_probabilities(network, image, patch=(8, 32, 32), overlap=0.5, batch_size=1)
+    second = predict_probabilities(network, image, patch=(8, 32, 32), overlap=0.5, batch_size=4)
+    np.testing.assert_allclose(first, second, atol=1e-5)
+    assert np.all((first >= 0) & (first <= 1))
+
+
+def test_progress_callback_reports_every_window():
+    calls = []
+    image = np.zeros((2, 8, 40, 40), dtype=np.float32)
+    predict_probabilities(
+        ConstantLogit(0.0),
+        image,
+        patch=(8, 16, 16),
+        overlap=0.0,
+        batch_size=2,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    total = len(sliding_windows((8, 40, 40), (8, 16, 16), 0.0))
+    assert calls[-1] == (total, total)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
+def test_bf16_autocast_runs_and_stays_close():
+    torch.manual_seed(0)
+    network = UNet3D(2, 2, f_maps=4).eval()
+    image = np.random.default_rng(3).normal(size=(2, 8, 32, 32)).astype(np.float32)
+    full = predict_probabilities(network, image, patch=(8, 32, 32), overlap=0.0)
+    reduced = predict_probabilities(network, image, patch=(8, 32, 32), overlap=0.0, autocast="bf16")
+    assert np.abs(full - reduced).max() < 0.05
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"overlap": 1.0}, "overlap"), ({"autocast": "int8"}, "autocast")],
+)
+def test_bad_parameters_are_rejected(kwargs, message):
+    image = np.zeros((2, 4, 8, 8), dtype=np.float32)
+    arguments = {"patch": (4, 8, 8), "overlap": 0.0, **kwargs}
+    with pytest.raises(InputError, match=message):
+        predict_probabilities(ConstantLogit(0.0), image, **arguments)
