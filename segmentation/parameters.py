@@ -15,7 +15,7 @@ Device = Literal["auto", "cpu", "cuda"]
 #: Boundary probability above which a voxel counts as boundary for the distance transform.
 DEFAULT_THRESHOLD = 0.5
 #: Width (in XY pixels) of the local-maximum footprint that places watershed seeds.
-DEFAULT_FOOTPRINT = 9
+DEFAULT_FOOTPRINT = 13
 #: Partition cutoff: a boundary with mean probability above this separates two cells.
 DEFAULT_CUTOFF = 0.5
 DEFAULT_METHOD: PartitionMethod = "agglomeration"

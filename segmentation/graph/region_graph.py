@@ -1,0 +1,185 @@
+"""Region adjacency graph of a super-pixel volume with boundary and size features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bioimage_cpp.graph
+import numpy as np
+from bioimage_cpp.graph.features import edge_map_features
+
+from segmentation.errors import InputError
+
+_LABEL_DTYPES = (np.uint32, np.uint64, np.int32, np.int64)
+
+
+@dataclass(frozen=True)
+class RegionGraph:
+    """Super-pixels as nodes, touching pairs as edges.
+
+    Node ``i`` is super-pixel label ``i`` (ids ``0 .. n_nodes - 1``). Label 0 is not a
+    super-pixel: it marks voxels outside the segmented region, so node 0 has no edges and
+    every partition maps it to cell 0 (background). Super-pixels from
+    :func:`segmentation.watershed.distance_transform_watershed` start at 1.
+
+    Attributes
+    ----------
+    n_nodes : int
+        Number of node ids (largest super-pixel label + 1).
+    edges : ndarray of int64, shape (n_edges, 2)
+        Touching super-pixel pairs ``(u, v)`` with ``0 < u < v``, sorted.
+    mean_boundary : ndarray of float64, shape (n_edges,)
+        Mean boundary probability over the contact face: the average over all face voxel
+        pairs of the two voxels' mean probability.
+    contact_area : ndarray of float64, shape (n_edges,)
+        Number of face voxel pairs (6-connected neighbours with one voxel in each
+        super-pixel).
+    node_size : ndarray of int64, shape (n_nodes,)
+        Voxels per super-pixel.
+    node_foreground : ndarray of float64, shape (n_nodes,), or None
+        Mean foreground probability per super-pixel (NaN for empty ids), if given.
+    """
+
+    n_nodes: int
+    edges: np.ndarray
+    mean_boundary: np.ndarray
+    contact_area: np.ndarray
+    node_size: np.ndarray
+    node_foreground: np.ndarray | None = None
+
+    @property
+    def n_edges(self) -> int:
+        """Number of edges."""
+        return int(self.edges.shape[0])
+
+
+def _as_label_volume(superpixels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(superpixels)
+    if labels.ndim not in (2, 3) or labels.size == 0:
+        raise InputError(f"superpixels must be a non-empty 2D or 3D array, got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"superpixels must be integer labels, got {labels.dtype}")
+    if labels.dtype.type not in _LABEL_DTYPES:
+        if np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
+            raise InputError("superpixels must not contain negative labels")
+        labels = labels.astype(np.uint32 if labels.max() < 2**32 else np.uint64)
+    return np.ascontiguousarray(labels)
+
+
+def _check_same_shape(name: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    array = np.asarray(array)
+    if array.shape != shape:
+        raise InputError(f"{name} shape {array.shape} differs from superpixels shape {shape}")
+    return array
+
+
+def region_graph(
+    superpixels: np.ndarray,
+    boundary_probability: np.ndarray,
+    foreground_probability: np.ndarray | None = None,
+) -> RegionGraph:
+    """Build the region adjacency graph of ``superpixels`` with boundary features.
+
+    Parameters
+    ----------
+    superpixels : ndarray of int, shape (Z, Y, X) or (Y, X)
+        Over-segmentation; 0 = outside the segmented region (no node edges).
+    boundary_probability : ndarray of float, same shape
+        Boundary probability averaged over each contact face.
+    foreground_probability : ndarray of float, same shape, optional
+        Foreground probability averaged over each super-pixel.
+
+    Returns
+    -------
+    RegionGraph
+    """
+    labels = _as_label_volume(superpixels)
+    boundary = _check_same_shape("boundary_probability", boundary_probability, labels.shape)
+    rag = bioimage_cpp.graph.region_adjacency_graph(labels)
+    edges = np.asarray(rag.uv_ids(), dtype=np.int64).reshape(-1, 2)
+    if edges.shape[0]:
+        features = edge_map_features(rag, labels, boundary)
+        mean_boundary = features[:, 0].astype(np.float64)
+        contact_area = features[:, 1].astype(np.float64)
+    else:
+        mean_boundary = np.zeros(0)
+        contact_area = np.zeros(0)
+    keep = edges[:, 0] != 0
+    n_nodes = int(rag.number_of_nodes)
+    flat = labels.ravel()
+    node_size = np.bincount(flat, minlength=n_nodes).astype(np.int64)
+    node_foreground = None
+    if foreground_probability is not None:
+        foreground = _check_same_shape("foreground_probability", foreground_probability,
+                                       labels.shape)
+        total = np.bincount(flat, weights=foreground.ravel(), minlength=n_nodes)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            node_foreground = np.where(node_size > 0, total / node_size, np.nan)
+    return RegionGraph(
+        n_nodes=n_nodes,
+        edges=edges[keep],
+        mean_boundary=mean_boundary[keep],
+        contact_area=contact_area[keep],
+        node_size=node_size,
+        node_foreground=node_foreground,
+    )
+
+
+def project_node_labels(superpixels: np.ndarray, node_labels: np.ndarray) -> np.ndarray:
+    """Paint each super-pixel with the label of its node: ``node_labels[superpixels]``.
+
+    Parameters
+    ----------
+    superpixels : ndarray of int
+        The over-segmentation the graph was built from.
+    node_labels : ndarray of int, shape (n_nodes,)
+        Cell label per node (0 = background).
+
+    Returns
+    -------
+    ndarray
+        Cell labels per voxel, dtype of ``node_labels``.
+    """
+    node_labels = np.asarray(node_labels)
+    labels = np.asarray(superpixels)
+    if node_labels.ndim != 1:
+        raise InputError(f"node_labels must be 1D, got shape {node_labels.shape}")
+    if labels.size and int(labels.max()) >= node_labels.shape[0]:
+        raise InputError(
+            f"superpixels contain label {int(labels.max())} but node_labels has only "
+            f"{node_labels.shape[0]} entries; pass the labels of the graph built from them"
+        )
+    return node_labels[labels]
+
+
+def cell_neighbours(graph: RegionGraph, node_labels: np.ndarray) -> dict[int, list[int]]:
+    """Touching cells per cell after merging super-pixels into cells.
+
+    Parameters
+    ----------
+    graph : RegionGraph
+    node_labels : ndarray of int, shape (n_nodes,)
+        Cell label per node; 0 = background, excluded from the result.
+
+    Returns
+    -------
+    dict of int to list of int
+        For every cell label present among non-empty nodes, the sorted labels of the other
+        cells it shares a face with.
+    """
+    node_labels = np.asarray(node_labels)
+    if node_labels.shape != (graph.n_nodes,):
+        raise InputError(
+            f"node_labels must have one entry per node ({graph.n_nodes}), got "
+            f"{node_labels.shape}"
+        )
+    cells = np.unique(node_labels[graph.node_size > 0])
+    neighbours: dict[int, list[int]] = {int(cell): [] for cell in cells if cell != 0}
+    cell_u = node_labels[graph.edges[:, 0]]
+    cell_v = node_labels[graph.edges[:, 1]]
+    keep = (cell_u != cell_v) & (cell_u != 0) & (cell_v != 0)
+    pairs = np.stack([cell_u[keep], cell_v[keep]], axis=1)
+    pairs = np.unique(np.concatenate([pairs, pairs[:, ::-1]]), axis=0)
+    for cell, other in pairs.tolist():
+        neighbours.setdefault(int(cell), []).append(int(other))
+    return neighbours

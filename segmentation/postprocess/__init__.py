@@ -1,0 +1,8 @@
+"""Post-processing of cell label volumes: background removal, size filters, relabelling."""
+
+from __future__ import annotations
+
+from segmentation.postprocess.filters import filter_by_size, remove_background
+from segmentation.postprocess.relabel import relabel_sequential
+
+__all__ = ["filter_by_size", "relabel_sequential", "remove_background"]

@@ -1,0 +1,127 @@
+"""Per-seed random parameters of a synthetic germline phantom.
+
+Every parameter has a canonical value (``variation=0``) and a range that is sampled
+uniformly at ``variation=1``; in between, a draw is pulled towards the canonical value.
+All draws happen in a fixed order, so a seed gives the same phantom for any ``variation``
+apart from the spread of the values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def vary(
+    rng: np.random.Generator, canonical: float, low: float, high: float, variation: float
+) -> float:
+    """Draw ``U(low, high)`` and pull it towards ``canonical`` by ``1 - variation``."""
+    draw = rng.uniform(low, high)
+    return float(canonical + variation * (draw - canonical))
+
+
+@dataclass(frozen=True)
+class PhantomParameters:
+    """Geometry, texture and imaging parameters of one phantom (lengths in XY pixels)."""
+
+    z_ratio: float  # Z step / XY pixel size
+    pixel_um: float
+    radius_distal: float  # in-plane tube semi-axis at the distal end
+    radius_proximal: float
+    tube_height: float  # tube semi-axis along Z as a fraction of the stack depth
+    rachis_radius: float  # rachis semi-axes as a fraction of the tube's
+    cell_size_distal: float
+    cell_size_transition: float  # cell size where oocytes start
+    transition_fraction: float  # where the transition starts, as fraction of in-field length
+    transition_width: float
+    oocyte_thickness: float
+    oocyte_growth: float  # relative thickness increase per oocyte
+    oocyte_tilt: float  # tilt of oocyte faces against the tube axis
+    oocyte_dome: float  # curvature of oocyte faces
+    nucleus_fraction: float  # nucleus radius / cell size
+    nucleus_probability: float
+    oocyte_nucleus_radius: float
+    warp_amplitude: float
+    tube_z_offset: float  # centre of the tube in Z as a fraction of depth from the middle
+    tube_z_slope: float  # change of the tube's Z centre across the field, in slices
+    cytoplasm_level: float  # channel 0
+    cell_level_spread: float
+    grain: float
+    nucleus_darkness: float
+    puncta_rate: float
+    puncta_level: float
+    rachis_level: float
+    autofluorescence: float
+    membrane_cytoplasm_level: float  # channel 1
+    membrane_ratio: float
+    membrane_background_face: float
+    membrane_oocyte_outer_face: float
+    membrane_rachis_face: float
+    membrane_grain: float
+    membrane_nucleus_darkness: float
+    blur_xy: float
+    blur_z: float
+    depth_attenuation: float
+    attenuation_from_top: bool
+    drift: float
+    offset: float
+    gain: float
+    read_noise: float
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator, variation: float) -> PhantomParameters:
+        """Draw one parameter set; ``variation`` in [0, 1] scales the spread."""
+
+        def v(canonical: float, low: float, high: float) -> float:
+            return vary(rng, canonical, low, high, variation)
+
+        radius_distal = v(130.0, 100.0, 165.0)
+        cell_size_distal = v(34.0, 26.0, 44.0)
+        faint = rng.uniform() < 0.2 * variation
+        membrane_ratio = v(2.0, 1.15, 1.5) if faint else v(2.0, 1.5, 3.0)
+        return cls(
+            z_ratio=v(6.0, 4.0, 8.0),
+            pixel_um=v(0.15, 0.1, 0.2),
+            radius_distal=radius_distal,
+            radius_proximal=radius_distal * v(1.15, 1.0, 1.35),
+            tube_height=v(0.75, 0.5, 1.1),
+            rachis_radius=v(0.45, 0.35, 0.6),
+            cell_size_distal=cell_size_distal,
+            cell_size_transition=cell_size_distal * v(2.0, 1.5, 2.6),
+            transition_fraction=v(0.45, 0.1, 0.95),
+            transition_width=v(220.0, 120.0, 320.0),
+            oocyte_thickness=v(75.0, 50.0, 100.0),
+            oocyte_growth=v(0.08, 0.0, 0.2),
+            oocyte_tilt=v(0.0, -0.35, 0.35),
+            oocyte_dome=v(0.15, -0.1, 0.4),
+            nucleus_fraction=v(0.33, 0.25, 0.4),
+            nucleus_probability=v(0.9, 0.75, 1.0),
+            oocyte_nucleus_radius=v(28.0, 18.0, 40.0),
+            warp_amplitude=v(3.0, 1.5, 6.0),
+            tube_z_offset=v(0.0, -0.2, 0.2),
+            tube_z_slope=v(0.0, -6.0, 6.0),
+            cytoplasm_level=v(900.0, 300.0, 1900.0),
+            cell_level_spread=v(0.12, 0.03, 0.25),
+            grain=v(0.6, 0.3, 0.9),
+            nucleus_darkness=v(0.75, 0.55, 0.92),
+            puncta_rate=v(6.0, 1.0, 14.0),
+            puncta_level=v(2.5, 1.5, 4.0),
+            rachis_level=v(0.9, 0.6, 1.2),
+            autofluorescence=v(0.04, 0.0, 0.1),
+            membrane_cytoplasm_level=v(250.0, 80.0, 550.0),
+            membrane_ratio=membrane_ratio,
+            membrane_background_face=v(0.4, 0.1, 0.8),
+            membrane_oocyte_outer_face=v(0.25, 0.02, 0.6),
+            membrane_rachis_face=v(0.6, 0.3, 1.0),
+            membrane_grain=v(0.4, 0.2, 0.7),
+            membrane_nucleus_darkness=v(0.5, 0.3, 0.7),
+            blur_xy=v(1.1, 0.7, 1.7),
+            blur_z=v(0.8, 0.5, 1.3),
+            depth_attenuation=v(0.4, 0.0, 1.2),
+            attenuation_from_top=bool(rng.uniform() < 0.5),
+            drift=v(0.15, 0.0, 0.4),
+            offset=v(100.0, 40.0, 250.0),
+            gain=v(1.5, 0.5, 4.0),
+            read_noise=v(4.0, 1.5, 10.0),
+        )

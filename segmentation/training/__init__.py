@@ -1,0 +1,3 @@
+"""Training: targets, weight maps, augmentation, loss, datasets and the trainer."""
+
+from __future__ import annotations

@@ -1,0 +1,117 @@
+"""Training targets built from instance labels: cell boundaries, foreground, and their weights."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.segmentation import find_boundaries
+
+from segmentation.errors import InputError
+
+_BOUNDARY_MODES = ("thick", "inner", "outer")
+
+
+def _check_labels(labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 3:
+        raise InputError(f"labels must be a (Z, Y, X) volume, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
+        raise InputError(f"labels must have an integer dtype, got {labels.dtype}")
+    return labels
+
+
+def labels_to_boundaries(
+    labels: np.ndarray, *, connectivity: int = 2, mode: str = "thick"
+) -> np.ndarray:
+    """Boundary mask of an instance label volume.
+
+    Same semantics as :func:`skimage.segmentation.find_boundaries`: with ``mode="thick"`` a
+    voxel is boundary when any neighbour (in the ``connectivity`` neighbourhood: 1 = 6,
+    2 = 18, 3 = 26 neighbours) has a different label, so both sides of every cell–cell
+    face and of every cell–background face are marked.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) integer array
+        Instance labels, 0 = background.
+    connectivity : int
+        1, 2 or 3.
+    mode : str
+        ``"thick"``, ``"inner"`` or ``"outer"`` (see ``find_boundaries``).
+
+    Returns
+    -------
+    (Z, Y, X) float32 array of 0 and 1.
+    """
+    labels = _check_labels(labels)
+    if connectivity not in (1, 2, 3):
+        raise InputError(f"connectivity must be 1, 2 or 3, got {connectivity}")
+    if mode not in _BOUNDARY_MODES:
+        raise InputError(f"boundary mode must be one of thick, inner, outer, got {mode!r}")
+    boundaries = find_boundaries(labels, connectivity=connectivity, mode=mode, background=0)
+    return boundaries.astype(np.float32)
+
+
+def labels_to_foreground(labels: np.ndarray) -> np.ndarray:
+    """Foreground mask (any cell) of an instance label volume, float32 0/1."""
+    labels = _check_labels(labels)
+    return (labels != 0).astype(np.float32)
+
+
+def make_targets(labels: np.ndarray, *, connectivity: int = 2, mode: str = "thick") -> np.ndarray:
+    """Network targets (2, Z, Y, X) float32: channel 0 boundaries, channel 1 foreground."""
+    boundaries = labels_to_boundaries(labels, connectivity=connectivity, mode=mode)
+    return np.stack([boundaries, labels_to_foreground(labels)])
+
+
+def edge_weights(
+    boundary: np.ndarray,
+    weight_map: np.ndarray,
+    *,
+    edge_multiplier: float = 2.0,
+    map_multiplier: float = 1.0,
+    invert: bool = False,
+    background_weight: float = 1.0,
+) -> np.ndarray:
+    """Voxel weights for the boundary channel.
+
+    On boundary voxels the weight is ``edge_multiplier + map_multiplier * weight_map``
+    (the reference's ``EdgeMaskWmap``). With ``invert=True`` the boundary weights are
+    mirrored within their own range (``max + min - w``), so crowded cell–cell faces get the
+    lowest and isolated cell–background faces the highest weight.
+
+    Unlike the reference, which gave every non-boundary voxel weight 0 (so false-positive
+    boundaries inside cells and on background were never penalised), non-boundary voxels get
+    ``background_weight``.
+
+    Parameters
+    ----------
+    boundary : array
+        Boundary mask (non-zero = boundary).
+    weight_map : array
+        Per-voxel weights (e.g. :func:`segmentation.training.weight_maps.unet_weight_map`),
+        same shape as ``boundary``.
+    edge_multiplier, map_multiplier : float
+        Constant and weight-map factors on boundary voxels.
+    invert : bool
+        Mirror boundary weights within their range.
+    background_weight : float
+        Weight of non-boundary voxels (must be > 0 for false positives to be penalised).
+
+    Returns
+    -------
+    float32 array, same shape as ``boundary``.
+    """
+    boundary = np.asarray(boundary) != 0
+    weight_map = np.asarray(weight_map, dtype=np.float32)
+    if boundary.shape != weight_map.shape:
+        raise InputError(
+            f"boundary {boundary.shape} and weight_map {weight_map.shape} differ in shape"
+        )
+    if background_weight < 0:
+        raise InputError(f"background_weight must be >= 0, got {background_weight}")
+    edge_values = np.float32(edge_multiplier) + np.float32(map_multiplier) * weight_map[boundary]
+    if invert and edge_values.size:
+        edge_values = edge_values.max() + edge_values.min() - edge_values
+    weights = np.full(boundary.shape, background_weight, dtype=np.float32)
+    weights[boundary] = edge_values
+    return weights

@@ -1,0 +1,72 @@
+"""Tests of background removal, size filters and relabelling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segmentation.errors import InputError
+from segmentation.postprocess import filter_by_size, relabel_sequential, remove_background
+
+
+def sized_labels() -> np.ndarray:
+    """Labels 1, 2, 5 with 10, 20 and 40 voxels; 30 voxels of background."""
+    return np.repeat(np.array([0, 1, 2, 5], dtype=np.uint32), [30, 10, 20, 40]).reshape(1, 10, 10)
+
+
+def test_remove_background_by_mean_foreground():
+    labels = sized_labels()
+    foreground = np.where(labels == 2, 0.3, 0.9).astype(np.float32)
+    foreground.ravel()[30:33] = 0.0  # label 1: mean 0.63
+    result = remove_background(labels, foreground, threshold=0.5)
+    assert result.dtype == labels.dtype
+    assert set(np.unique(result).tolist()) == {0, 1, 5}
+    assert np.array_equal(result[labels != 2], labels[labels != 2])
+    lenient = remove_background(labels, foreground, threshold=0.25)
+    assert set(np.unique(lenient).tolist()) == {0, 1, 2, 5}
+
+
+def test_remove_background_rejects_shape_mismatch():
+    with pytest.raises(InputError):
+        remove_background(sized_labels(), np.zeros((2, 2)))
+
+
+def test_filter_by_size_in_voxels():
+    labels = sized_labels()
+    assert set(np.unique(filter_by_size(labels, min_size=15, max_size=None))) == {0, 2, 5}
+    assert set(np.unique(filter_by_size(labels, min_size=None, max_size=30))) == {0, 1, 2}
+    assert set(np.unique(filter_by_size(labels, min_size=10, max_size=40))) == {0, 1, 2, 5}
+
+
+def test_filter_by_size_in_cubic_micrometres():
+    labels = sized_labels()
+    voxel_size = (2.0, 0.5, 0.5)  # 0.5 µm³ per voxel: 5, 10 and 20 µm³
+    kept = filter_by_size(
+        labels, min_size=None, max_size=None, voxel_size=voxel_size,
+        min_volume_um3=6.0, max_volume_um3=15.0,
+    )
+    assert set(np.unique(kept)) == {0, 2}
+    with pytest.raises(InputError):
+        filter_by_size(labels, min_volume_um3=6.0)
+
+
+def test_relabel_sequential_uint16():
+    labels = np.array([[0, 7, 7], [3, 0, 100]], dtype=np.int64)
+    result = relabel_sequential(labels)
+    assert result.dtype == np.uint16
+    assert result.tolist() == [[0, 2, 2], [1, 0, 3]]
+
+
+def test_relabel_sequential_switches_to_uint32_beyond_65535_labels():
+    labels = np.arange(0, 2 * 70_000, 2, dtype=np.uint32).reshape(7, 100, 100)
+    result = relabel_sequential(labels)
+    assert result.dtype == np.uint32
+    assert result.max() == 69_999
+    assert np.array_equal(result.ravel(), np.arange(70_000))
+    assert relabel_sequential(labels[:6, :, :50]).dtype == np.uint16
+
+
+def test_relabel_sequential_with_huge_label_values():
+    labels = np.array([0, 2**40, 5, 2**40], dtype=np.uint64)
+    assert relabel_sequential(labels).tolist() == [0, 2, 1, 2]
+    assert relabel_sequential(labels[1:]).tolist() == [2, 1, 2]

@@ -1,0 +1,84 @@
+"""Training on tiny phantoms: the loss falls, checkpoints round-trip, resume continues."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import replace
+
+import pytest
+import torch
+
+from segmentation.model import load_model, read_card
+from segmentation.synthetic import write_phantom
+from segmentation.training.trainer import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    LOG_FILE,
+    TrainingConfig,
+    train,
+)
+
+TINY = TrainingConfig(
+    epochs=2,
+    patch=(8, 48, 48),
+    batch_size=2,
+    learning_rate=3e-3,
+    patches_per_epoch=4,
+    val_patches=2,
+    f_maps=8,
+    augment=False,
+    name="tiny",
+)
+
+
+@pytest.fixture(scope="module")
+def training_csv(tmp_path_factory):
+    """Three small phantom stacks listed in a CSV; the third is a held-out test stack."""
+    root = tmp_path_factory.mktemp("data")
+    rows = []
+    for seed, split in [(11, "train"), (12, "val"), (13, "test")]:
+        image, labels = write_phantom(root / f"s{seed}", shape=(10, 64, 64), seed=seed)
+        rows.append(f"{image.relative_to(root)},{labels.relative_to(root)},{split}")
+    path = root / "data.csv"
+    path.write_text("image,mask,split\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_a_few_steps_lower_the_loss(training_csv, tmp_path):
+    config = replace(TINY, epochs=8, patches_per_epoch=4, val_patches=2)
+    summary = train(training_csv, tmp_path, config)
+    losses = [row["train_loss"] for row in summary.history]
+    assert min(losses[-3:]) < losses[0]
+    assert all(loss >= 0 for loss in losses)
+
+
+def test_checkpoints_logs_and_card(training_csv, tmp_path):
+    summary = train(training_csv, tmp_path, TINY, command="germseg train ...")
+    for name in (BEST_CHECKPOINT, LAST_CHECKPOINT):
+        checkpoint = torch.load(tmp_path / name, weights_only=True)
+        assert set(checkpoint) == {"epoch", "state_dict"}
+    card = read_card(tmp_path / LAST_CHECKPOINT)
+    assert card.training["command"] == "germseg train ..."
+    assert not any("s13" in path for path in card.training["train_stacks"])  # test row unused
+    assert any("s12" in path for path in card.training["val_stacks"])
+    loaded = load_model(tmp_path / BEST_CHECKPOINT, device="cpu")
+    assert loaded.card.f_maps == 8
+    with (tmp_path / LOG_FILE).open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(row["epoch"]) for row in rows] == [1, 2] == [r["epoch"] for r in summary.history]
+
+
+def test_resume_continues_from_saved_epoch(training_csv, tmp_path):
+    train(training_csv, tmp_path, TINY)
+    assert torch.load(tmp_path / LAST_CHECKPOINT, weights_only=True)["epoch"] == 2
+    summary = train(training_csv, tmp_path, replace(TINY, epochs=3), resume=True)
+    assert [row["epoch"] for row in summary.history] == [1, 2, 3]
+    assert torch.load(tmp_path / LAST_CHECKPOINT, weights_only=True)["epoch"] == 3
+
+
+def test_fine_tuning_starts_from_given_weights(training_csv, tmp_path):
+    train(training_csv, tmp_path / "base", replace(TINY, epochs=1))
+    base = tmp_path / "base" / LAST_CHECKPOINT
+    summary = train(training_csv, tmp_path / "tuned", replace(TINY, epochs=1), init=base)
+    assert summary.epochs_run == 1
+    assert read_card(tmp_path / "tuned" / LAST_CHECKPOINT).training["init"] == str(base)

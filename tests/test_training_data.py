@@ -1,0 +1,359 @@
+"""Tests of training targets, weight maps, augmentation, data sources and patch datasets."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage as ndi
+
+from segmentation.errors import InputError
+from segmentation.training.augmentation import AugmentationConfig, augment
+from segmentation.training.data import (
+    PatchDataset,
+    TrainingPair,
+    crop_window,
+    is_background_patch,
+    patch_grid,
+    read_training_sources,
+    split_by_stack,
+    split_stack_spatially,
+)
+from segmentation.training.targets import (
+    edge_weights,
+    labels_to_boundaries,
+    labels_to_foreground,
+    make_targets,
+)
+from segmentation.training.weight_maps import cached_weight_map, unet_weight_map
+
+
+def _two_cells() -> np.ndarray:
+    labels = np.zeros((3, 8, 8), dtype=np.int32)
+    labels[:, 2:4, 2:6] = 1
+    labels[:, 4:6, 2:6] = 2
+    return labels
+
+
+def _random_cells(seed: int, shape=(8, 48, 48), n_cells: int = 20) -> np.ndarray:
+    """Voronoi cells around random seeds, cut off far from seeds, with gaps between cells."""
+    rng = np.random.default_rng(seed)
+    seeds = np.zeros(shape, dtype=np.int32)
+    points = tuple(rng.integers(0, n, n_cells) for n in shape)
+    seeds[points] = np.arange(1, n_cells + 1)
+    distance, indices = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+    labels = seeds[tuple(indices)]
+    labels[distance > 6] = 0
+    inner = labels != ndi.grey_erosion(labels, size=(1, 3, 3))
+    labels[inner & (rng.random(shape) < 0.7)] = 0
+    return labels
+
+
+# --- targets -------------------------------------------------------------------------------
+
+
+def test_boundaries_mark_both_sides_of_every_label_change():
+    boundaries = labels_to_boundaries(_two_cells(), connectivity=1)
+    assert boundaries.dtype == np.float32
+    row = boundaries[1, :, 3]
+    # background | cell 1 (2 rows) | cell 2 (2 rows) | background: every change is thick
+    np.testing.assert_array_equal(row, [0, 1, 1, 1, 1, 1, 1, 0])
+    assert boundaries[1, 3, 3] == 1 and boundaries[1, 4, 3] == 1
+
+
+def test_boundary_connectivity_changes_diagonal_neighbours():
+    labels = np.zeros((3, 5, 5), dtype=np.int32)
+    labels[1, 2, 2] = 1
+    face = labels_to_boundaries(labels, connectivity=1)
+    full = labels_to_boundaries(labels, connectivity=3)
+    assert face.sum() == 7 and full.sum() == 27
+
+
+def test_make_targets_channels():
+    labels = _two_cells()
+    targets = make_targets(labels)
+    assert targets.shape == (2, *labels.shape) and targets.dtype == np.float32
+    np.testing.assert_array_equal(targets[1], labels_to_foreground(labels))
+    np.testing.assert_array_equal(targets[0], labels_to_boundaries(labels))
+
+
+def test_edge_weights_penalise_non_edges_and_invert_within_range():
+    boundary = np.array([[[1, 1, 0, 0]]], dtype=np.float32)
+    weight_map = np.array([[[1.0, 3.0, 5.0, 7.0]]], dtype=np.float32)
+    weights = edge_weights(boundary, weight_map, background_weight=0.5)
+    np.testing.assert_allclose(weights[0, 0], [3.0, 5.0, 0.5, 0.5])
+    inverted = edge_weights(boundary, weight_map, invert=True)
+    np.testing.assert_allclose(inverted[0, 0], [5.0, 3.0, 1.0, 1.0])
+
+
+def test_targets_reject_non_integer_labels():
+    with pytest.raises(InputError):
+        make_targets(np.zeros((2, 4, 4), dtype=np.float32))
+
+
+# --- weight maps ---------------------------------------------------------------------------
+
+
+def _brute_force_border_term(labels, w0, sigma, sampling):
+    ids = np.unique(labels[labels > 0])
+    distances = np.stack(
+        [ndi.distance_transform_edt(labels != k, sampling=sampling) for k in ids]
+    )
+    distances.sort(axis=0)
+    return w0 * np.exp(-((distances[0] + distances[1]) ** 2) / (2 * sigma**2))
+
+
+@pytest.mark.parametrize(
+    ("seed", "sigma", "voxel_size"),
+    [(0, 5.0, None), (1, 1.5, None), (2, 2.0, (3.0, 1.0, 1.0)), (3, 1.5, (2.0, 0.5, 0.5))],
+)
+def test_weight_map_matches_brute_force(seed, sigma, voxel_size):
+    labels = _random_cells(seed)
+    assert len(np.unique(labels)) > 10
+    w0 = 10.0
+    sampling = (1.0, 1.0, 1.0) if voxel_size is None else (voxel_size[0] / voxel_size[1], 1, 1)
+    expected = _brute_force_border_term(labels, w0, sigma, sampling)
+    result = unet_weight_map(labels, w0=w0, sigma=sigma, voxel_size=voxel_size, class_balance=False)
+    assert result.dtype == np.float32 and result.shape == labels.shape
+    np.testing.assert_allclose(result - 1.0, expected, atol=1e-3 * w0)
+    matters = expected > 1e-3 * w0
+    np.testing.assert_allclose((result - 1.0)[matters], expected[matters], rtol=1e-4, atol=1e-5)
+
+
+def test_weight_map_class_balance_and_degenerate_cases():
+    labels = _two_cells()
+    balanced = unet_weight_map(labels, w0=0.0)
+    foreground = labels > 0
+    np.testing.assert_allclose(balanced.mean(), 1.0, rtol=1e-5)
+    assert balanced[foreground].min() > balanced[~foreground].max()
+    one_cell = (labels == 1).astype(np.int32)
+    np.testing.assert_array_equal(unet_weight_map(one_cell, class_balance=False), 1.0)
+    np.testing.assert_array_equal(unet_weight_map(np.zeros((2, 4, 4), np.int32)), 1.0)
+
+
+def test_touching_cells_get_the_highest_weight():
+    weights = unet_weight_map(_two_cells(), w0=10.0, sigma=5.0, class_balance=False)
+    # inside cell 1 next to cell 2: d1 = 0, d2 = 1
+    np.testing.assert_allclose(weights[1, 3, 3], 1 + 10 * np.exp(-1 / 50), rtol=1e-5)
+
+
+def test_cached_weight_map_hits_and_respects_parameters(tmp_path):
+    labels = _random_cells(4, shape=(4, 24, 24), n_cells=6)
+    first = cached_weight_map(labels, tmp_path, "stack a", sigma=3.0)
+    files = list(tmp_path.glob("*.npy"))
+    assert len(files) == 1
+    second = cached_weight_map(labels, tmp_path, "stack a", sigma=3.0)
+    np.testing.assert_array_equal(first, second)
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    other = cached_weight_map(labels, tmp_path, "stack a", sigma=4.0)
+    assert len(list(tmp_path.glob("*.npy"))) == 2
+    assert not np.array_equal(first, other)
+
+
+# --- augmentation --------------------------------------------------------------------------
+
+
+def _patch(seed=0, shape=(12, 32, 32)):
+    labels = _random_cells(seed, shape=shape, n_cells=8)
+    targets = make_targets(labels)
+    weights = np.stack([targets[0] * 2 + 1, targets[1] + 0.5]).astype(np.float32)
+    return targets, weights
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_spatial_augmentation_keeps_image_targets_and_weights_aligned(seed):
+    targets, weights = _patch(seed)
+    config = AugmentationConfig.spatial_only()
+    config = type(config)(**{**config.__dict__, "p_elastic": 1.0, "elastic_sigma": 3.0})
+    image, new_targets, new_weights = augment(
+        targets.copy(), targets, weights, np.random.default_rng(seed), config
+    )
+    exact = (image == 0) | (image == 1)
+    assert exact.mean() > 0.5
+    np.testing.assert_array_equal(image[exact], new_targets[exact])
+    assert np.mean((image > 0.5) != new_targets) < 0.05
+    # weights were built from the targets and must still match them voxel by voxel
+    np.testing.assert_array_equal(new_weights[0], new_targets[0] * 2 + 1)
+    np.testing.assert_array_equal(new_weights[1], new_targets[1] + 0.5)
+
+
+def test_flips_and_rotations_are_exact_on_non_square_patches():
+    targets, weights = _patch(shape=(6, 16, 24))
+    config = AugmentationConfig.spatial_only()
+    config = type(config)(**{**config.__dict__, "p_elastic": 0.0, "p_flip": 1.0, "p_rot90": 1.0})
+    image, new_targets, _ = augment(targets, targets, weights, np.random.default_rng(0), config)
+    assert image.shape == targets.shape
+    np.testing.assert_array_equal(image, new_targets)
+    np.testing.assert_array_equal(new_targets, targets[:, ::-1, :, :])  # Z flip + half turn
+
+
+def test_augmentation_is_deterministic_and_keeps_shapes_and_binary_targets():
+    targets, weights = _patch()
+    image = np.random.default_rng(1).random((2, *targets.shape[1:]), dtype=np.float32)
+    config = AugmentationConfig(p_elastic=1.0, p_blur=1.0, p_poisson=1.0, p_dim_membrane=1.0)
+    first = augment(image, targets, weights, np.random.default_rng(7), config)
+    second = augment(image, targets, weights, np.random.default_rng(7), config)
+    third = augment(image, targets, weights, np.random.default_rng(8), config)
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], third[0])
+    assert [a.shape for a in first] == [image.shape, targets.shape, weights.shape]
+    assert set(np.unique(first[1])) <= {0.0, 1.0}
+    assert all(a.dtype == np.float32 for a in first)
+
+
+def test_intensity_transforms_never_mix_channels():
+    image = np.zeros((2, 8, 16, 16), dtype=np.float32)
+    image[0, 4, 8, 8] = 1.0
+    config = AugmentationConfig.none()
+    config = type(config)(**{**config.__dict__, "p_blur": 1.0})
+    blurred, _, _ = augment(image, image[:1], image[:1], np.random.default_rng(0), config)
+    np.testing.assert_array_equal(blurred[1], 0.0)
+    assert blurred[0].max() < 1.0
+
+
+# --- data sources and patching -------------------------------------------------------------
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def test_sources_from_csv(tmp_path):
+    for name in ("a", "b", "c", "d"):
+        _touch(tmp_path / "img" / f"{name}.tif")
+        _touch(tmp_path / "lab" / f"{name}.tif")
+    csv_path = tmp_path / "list.csv"
+    csv_path.write_text(
+        "images,masks,train\n"
+        "img/a.tif,lab/a.tif,TRUE\nimg/b.tif,lab/b.tif,FALSE\n"
+        "img/c.tif,lab/c.tif,val\nimg/d.tif,lab/d.tif,\n"
+    )
+    pairs = read_training_sources(csv_path)
+    assert [p.split for p in pairs] == [None, "test", "val", None]
+    assert pairs[0].image_path == (tmp_path / "img" / "a.tif").resolve()
+    train, val = split_by_stack(pairs)
+    assert {p.image_path.stem for p in train} == {"a", "d"}
+    assert [p.image_path.stem for p in val] == ["c"]
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,mask\nimg/a.tif,lab/missing.tif\n")
+    with pytest.raises(InputError, match="not found"):
+        read_training_sources(bad)
+
+
+def test_sources_from_folders(tmp_path):
+    flat = tmp_path / "flat"
+    for name in ("x.tif", "x_labels.tif", "y.tif", "y_masks.tif", "z.tif"):
+        _touch(flat / name)
+    pairs = read_training_sources(flat)
+    assert [(p.image_path.name, p.labels_path.name) for p in pairs] == [
+        ("x.tif", "x_labels.tif"),
+        ("y.tif", "y_masks.tif"),
+    ]
+    nested = tmp_path / "nested"
+    _touch(nested / "images" / "s1.tif")
+    _touch(nested / "labels" / "s1.tif")
+    _touch(nested / "images" / "s2.tif")
+    _touch(nested / "labels" / "s2_labels.tif")
+    pairs = read_training_sources(nested)
+    assert [p.labels_path.name for p in pairs] == ["s1.tif", "s2_labels.tif"]
+    with pytest.raises(InputError):
+        read_training_sources(tmp_path / "empty_or_missing")
+
+
+def test_split_by_stack_is_per_stack_seeded_and_excludes_test(caplog):
+    pairs = [TrainingPair(f"i{i}", f"l{i}") for i in range(10)] + [
+        TrainingPair("t", "t", "test")
+    ]
+    train, val = split_by_stack(pairs, val_fraction=0.2, seed=3)
+    assert len(val) == 2 and len(train) == 8
+    assert not {p.image_path for p in train} & {p.image_path for p in val}
+    assert all(p.split != "test" for p in train + val)
+    assert split_by_stack(pairs, val_fraction=0.2, seed=3) == (train, val)
+    with caplog.at_level(logging.WARNING):
+        single_train, single_val = split_by_stack([TrainingPair("a", "b")])
+    assert single_val == [] and len(single_train) == 1
+    assert "split_stack_spatially" in caplog.text
+
+
+def test_split_stack_spatially():
+    image = np.zeros((2, 3, 4, 10), dtype=np.float32)
+    labels = np.zeros((3, 4, 10), dtype=np.int32)
+    (ti, tl), (vi, vl) = split_stack_spatially(image, labels, 0.2)
+    assert ti.shape == (2, 3, 4, 8) and vl.shape == (3, 4, 2) and tl.shape == (3, 4, 8)
+    assert vi.shape == (2, 3, 4, 2)
+
+
+@pytest.mark.parametrize(
+    ("shape", "patch"), [((25, 100, 130), (24, 48, 48)), ((20, 64, 64), (24, 64, 32))]
+)
+def test_patch_grid_covers_volume_without_mostly_mirrored_patches(shape, patch):
+    windows = patch_grid(shape, patch, min_real_fraction=0.6)
+    covered = np.zeros(shape, dtype=bool)
+    for window in windows:
+        assert all(w.stop - w.start == p for w, p in zip(window, patch, strict=True))
+        real = np.prod([min(w.stop, n) - w.start for w, n in zip(window, shape, strict=True)])
+        assert real / np.prod(patch) >= 0.6
+        covered[window] = True
+    assert covered.all()
+
+
+def test_patch_grid_rejects_patches_that_would_be_mostly_mirrored():
+    with pytest.raises(InputError, match="mirrored"):
+        patch_grid((10, 64, 64), (24, 64, 64))
+
+
+def test_crop_window_pads_past_the_edge():
+    array = np.arange(2 * 3 * 2 * 2).reshape(2, 3, 2, 2)
+    window = (slice(0, 4), slice(0, 2), slice(0, 2))
+    reflected = crop_window(array, window)
+    assert reflected.shape == (2, 4, 2, 2)
+    np.testing.assert_array_equal(reflected[:, 3], array[:, 1])
+    np.testing.assert_array_equal(crop_window(array, window, mode="constant")[:, 3], 0)
+
+
+def test_is_background_patch_direction():
+    labels = np.zeros((10, 10, 10), dtype=np.int32)
+    assert is_background_patch(labels)
+    labels[:2] = 1
+    assert not is_background_patch(labels)
+    labels[:] = 0
+    labels[0, 0, :10] = 1  # 1 % foreground
+    assert is_background_patch(labels, max_background_fraction=0.98)
+    assert not is_background_patch(labels, max_background_fraction=0.995)
+
+
+def test_patch_dataset_items(tmp_path):
+    labels = _random_cells(5, shape=(10, 48, 48), n_cells=10)
+    image = np.stack([labels > 0, labels % 2]).astype(np.float32)
+    dataset = PatchDataset(
+        [(image, labels)],
+        (12, 32, 32),
+        samples_per_epoch=4,
+        augmentation=AugmentationConfig(),
+        cache_dir=tmp_path,
+        seed=1,
+    )
+    item = dataset[2]
+    assert set(item) == {"image", "target", "weight"}
+    assert item["image"].shape == (2, 12, 32, 32)
+    assert item["target"].shape == item["weight"].shape == (2, 12, 32, 32)
+    assert all(t.dtype == torch.float32 for t in item.values())
+    # Z = 10 < 12: the two padded slices carry no weight (before augmentation moves them)
+    assert (item["weight"] == 0).any()
+    again = dataset[2]
+    assert all(torch.equal(item[k], again[k]) for k in item)
+    dataset.set_epoch(1)
+    assert not torch.equal(item["image"], dataset[2]["image"])
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+
+    grid = PatchDataset([(image, labels)], (10, 32, 32), grid=True)
+    assert len(grid) == 4
+    window_item = grid[0]
+    np.testing.assert_array_equal(window_item["target"][1].numpy(), labels[:, :32, :32] > 0)
+    np.testing.assert_array_equal(window_item["image"].numpy(), image[:, :, :32, :32])

@@ -1,0 +1,95 @@
+"""Tests of the distance-transform watershed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segmentation.errors import InputError
+from segmentation.watershed import distance_transform_watershed
+from segmentation.watershed.distance_transform import (
+    _footprint_shape,
+    boundary_distance,
+    relative_spacing,
+)
+
+
+def two_boxes(shape=(10, 32, 48)) -> np.ndarray:
+    """Boundary map with a bright plane at X = 23..24 splitting the volume in two."""
+    boundary = np.zeros(shape, dtype=np.float32)
+    boundary[:, :, 23:25] = 1.0
+    return boundary
+
+
+def test_plane_splits_volume_into_two_superpixels():
+    superpixels = distance_transform_watershed(two_boxes(), footprint=15)
+    assert superpixels.dtype == np.uint32
+    assert superpixels.min() == 1
+    assert superpixels.max() == 2
+    assert np.unique(superpixels[:, :, :23]).size == 1
+    assert np.unique(superpixels[:, :, 25:]).size == 1
+    assert superpixels[0, 0, 0] != superpixels[0, 0, -1]
+
+
+def test_labels_are_consecutive_and_cover_volume():
+    rng = np.random.default_rng(0)
+    boundary = rng.random((8, 40, 40)).astype(np.float32)
+    superpixels = distance_transform_watershed(boundary, min_size=5)
+    assert superpixels.min() == 1
+    assert np.array_equal(np.unique(superpixels), np.arange(1, superpixels.max() + 1))
+
+
+def test_min_size_refloods_small_segments_without_zeros():
+    rng = np.random.default_rng(1)
+    boundary = rng.random((8, 48, 48)).astype(np.float32)
+    unfiltered = distance_transform_watershed(boundary, footprint=3, min_size=1)
+    filtered = distance_transform_watershed(boundary, footprint=3, min_size=40)
+    assert np.bincount(unfiltered.ravel())[1:].min() < 40
+    sizes = np.bincount(filtered.ravel())[1:]
+    assert sizes.min() >= 40
+    assert filtered.min() == 1
+    assert filtered.max() < unfiltered.max()
+
+
+def test_mask_leaves_outside_zero_and_inside_labelled():
+    boundary = two_boxes()
+    mask = np.zeros(boundary.shape, dtype=bool)
+    mask[:, 4:28, :] = True
+    superpixels = distance_transform_watershed(boundary, footprint=15, mask=mask)
+    assert np.all(superpixels[~mask] == 0)
+    assert np.all(superpixels[mask] > 0)
+
+
+def test_anisotropic_spacing_relative_to_x():
+    assert relative_spacing(None, 3) == (1.0, 1.0, 1.0)
+    assert relative_spacing((2.0, 0.5, 0.5), 3) == (4.0, 1.0, 1.0)
+    with pytest.raises(InputError):
+        relative_spacing((1.0, 0.5), 3)
+
+
+def test_voxel_size_scales_distance_transform_along_z():
+    boundary = np.zeros((6, 5, 7), dtype=bool)
+    boundary[0] = True
+    spacing = relative_spacing((2.0, 0.5, 0.5), 3)
+    distance = boundary_distance(boundary, spacing)
+    assert np.allclose(distance[:, 2, 3], 4.0 * np.arange(6))
+    assert np.allclose(boundary_distance(boundary, (1.0, 1.0, 1.0))[:, 2, 3], np.arange(6))
+    across_x = np.zeros((3, 5, 7), dtype=bool)
+    across_x[:, :, 0] = True
+    assert np.allclose(boundary_distance(across_x, spacing)[1, 2], np.arange(7))
+
+
+def test_footprint_is_narrower_along_coarse_z():
+    assert _footprint_shape(9, (1.0, 1.0, 1.0)) == (9, 9, 9)
+    assert _footprint_shape(9, (4.0, 1.0, 1.0)) == (3, 9, 9)
+    assert _footprint_shape(9, (20.0, 1.0, 1.0)) == (1, 9, 9)
+    assert _footprint_shape(8, (1.0, 1.0)) == (9, 9)
+
+
+def test_rejects_bad_input():
+    with pytest.raises(InputError):
+        distance_transform_watershed(np.zeros((4, 4, 4), dtype=np.uint8))
+    with pytest.raises(InputError):
+        distance_transform_watershed(two_boxes(), footprint=0)
+    with pytest.raises(InputError):
+        distance_transform_watershed(two_boxes(), voxel_size=(1.0, 1.0))
