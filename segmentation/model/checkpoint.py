@@ -130,8 +130,8 @@ def load_model(
         Missing/corrupt weights or card, or a state_dict that does not fit the card.
     """
     path = Path(weights) if weights is not None else default_weights_path()
-    card = card or read_card(path)
     state_dict, _ = load_state_dict(path)
+    card = card or read_card(path)
     network = build_network(card)
     try:
         network.load_state_dict(state_dict, strict=True)

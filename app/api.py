@@ -1,0 +1,105 @@
+"""REST API under ``/api``: health, submit a stack, poll a job, download its files."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+
+import segmentation
+from app.jobs import JobManager, QueueFullError, UploadTooLargeError
+from app.requests import build_request
+from segmentation.errors import InputError
+from segmentation.parameters import (
+    DEFAULT_CUTOFF,
+    DEFAULT_FOOTPRINT,
+    DEFAULT_METHOD,
+    DEFAULT_MIN_SIZE,
+    DEFAULT_OVERLAP,
+    DEFAULT_PATCH,
+    DEFAULT_THRESHOLD,
+)
+
+DEFAULT_PATCH_TEXT = ",".join(str(size) for size in DEFAULT_PATCH)
+
+
+def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
+    """The ``/api`` routes, bound to one job manager.
+
+    Parameters
+    ----------
+    manager : JobManager
+        Where jobs are submitted and looked up.
+    devices : tuple of str
+        Devices a job may ask for; the first is the default.
+    """
+    router = APIRouter(prefix="/api", tags=["germseg"])
+
+    @router.get("/health")
+    def health() -> dict:
+        """Server status, the loaded model's name, its device and the germseg version."""
+        model = manager.model
+        return {
+            "status": "ok",
+            "model": model.card.name,
+            "device": str(model.device),
+            "version": segmentation.__version__,
+        }
+
+    @router.post("/segment", status_code=202)
+    def segment(
+        file: Annotated[UploadFile, File(description="Two-channel 3D stack (.tif/.tiff)")],
+        threshold: Annotated[float, Form()] = DEFAULT_THRESHOLD,
+        footprint: Annotated[int, Form()] = DEFAULT_FOOTPRINT,
+        cutoff: Annotated[float, Form()] = DEFAULT_CUTOFF,
+        method: Annotated[str, Form()] = DEFAULT_METHOD,
+        min_size: Annotated[int, Form()] = DEFAULT_MIN_SIZE,
+        max_size: Annotated[int | None, Form(description="Largest cell in voxels")] = None,
+        patch: Annotated[str, Form(description="Network window Z,Y,X")] = DEFAULT_PATCH_TEXT,
+        overlap: Annotated[float, Form()] = DEFAULT_OVERLAP,
+        channels: Annotated[str | None, Form(description="Source channels I,J")] = None,
+        gif: Annotated[bool, Form()] = True,
+        device: Annotated[str, Form()] = devices[0],
+    ) -> JSONResponse:
+        """Queue one stack for segmentation; poll ``/api/jobs/{job_id}`` for the result."""
+        try:
+            request = build_request(
+                threshold=threshold, footprint=footprint, cutoff=cutoff, method=method,
+                min_size=min_size, max_size=max_size, patch=patch, overlap=overlap,
+                device=device, devices=devices, channels=channels, gif=gif,
+            )
+            job = manager.submit(file.file, file.filename, request)
+        except UploadTooLargeError as error:
+            raise HTTPException(status_code=413, detail=str(error)) from error
+        except InputError as error:
+            raise HTTPException(status_code=422, detail=str(error)) from error
+        except QueueFullError as error:
+            raise HTTPException(status_code=503, detail=str(error)) from error
+        finally:
+            file.file.close()
+        return JSONResponse(
+            status_code=202,
+            content={"job_id": job.id, "status_url": f"/api/jobs/{job.id}"},
+        )
+
+    @router.get("/jobs/{job_id}")
+    def job_status(job_id: str) -> dict:
+        """Status, progress (0..1), queue position, produced files, cell count, timings."""
+        status = manager.status(job_id)
+        if status is None:
+            raise HTTPException(status_code=404, detail=f"no job {job_id!r}; it may have expired")
+        return status
+
+    @router.get("/jobs/{job_id}/files/{name}")
+    def job_file(job_id: str, name: str) -> FileResponse:
+        """Download one of the files a finished job produced (names from ``files``)."""
+        job = manager.get(job_id)
+        if job is None:
+            raise HTTPException(status_code=404, detail=f"no job {job_id!r}; it may have expired")
+        path = job.files.get(name)
+        if path is None or not path.is_file():
+            raise HTTPException(status_code=404, detail=f"job {job_id} has no file {name!r}")
+        return FileResponse(path, filename=path.name)
+
+    return router

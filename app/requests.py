@@ -1,0 +1,96 @@
+"""Turn the parameters typed into a form (REST or UI) into a checked :class:`JobRequest`."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from app.jobs import JobRequest
+from segmentation.errors import InputError
+from segmentation.io import parse_channels
+from segmentation.parameters import (
+    InferenceParameters,
+    PartitionMethod,
+    SegmentationParameters,
+)
+
+METHODS: tuple[str, ...] = get_args(PartitionMethod)
+
+
+def parse_patch(text: str) -> tuple[int, int, int]:
+    """Parse a window size such as ``"32,256,256"`` (Z,Y,X) into three positive integers.
+
+    Raises
+    ------
+    InputError
+        If the text is not three positive integers separated by commas.
+    """
+    parts = [part.strip() for part in str(text).replace("x", ",").split(",")]
+    if len(parts) != 3 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise InputError(
+            f"invalid patch {text!r}: give three positive integers Z,Y,X, e.g. 32,256,256"
+        )
+    return int(parts[0]), int(parts[1]), int(parts[2])
+
+
+def _check_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise InputError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+
+
+def build_request(
+    *,
+    threshold: float,
+    footprint: int,
+    cutoff: float,
+    method: str,
+    min_size: int,
+    max_size: int | None,
+    patch: str | tuple[int, int, int],
+    overlap: float,
+    device: str,
+    devices: tuple[str, ...],
+    channels: str | None = None,
+    gif: bool = True,
+) -> JobRequest:
+    """A checked job request; every problem is an :class:`InputError` with a one-line message.
+
+    Parameters
+    ----------
+    device : str
+        Device to run the network on; must be one of ``devices``.
+    devices : tuple of str
+        Devices this server has.
+    channels : str, optional
+        Two source channel indices ``"I,J"``; empty or None for the file's own two channels.
+    max_size : int or None
+        Largest cell in voxels; None or 0 for no limit.
+    """
+    _check_range("threshold", threshold, 0.0, 1.0)
+    _check_range("cutoff", cutoff, 0.0, 1.0)
+    _check_range("overlap", overlap, 0.0, 0.9)
+    if int(footprint) != footprint or footprint < 1:
+        raise InputError(f"footprint must be a positive whole number of pixels, got {footprint}")
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
+    if int(min_size) != min_size or min_size < 0:
+        raise InputError(f"min_size must be a whole number >= 0, got {min_size}")
+    max_size = int(max_size) if max_size else None
+    if max_size is not None and max_size <= min_size:
+        raise InputError(f"max_size ({max_size}) must be larger than min_size ({min_size})")
+    if device not in devices:
+        raise InputError(f"device {device!r} is not available here: use {' or '.join(devices)}")
+    patch_size = parse_patch(patch) if isinstance(patch, str) else tuple(int(p) for p in patch)
+    channel_pair = parse_channels(channels) if channels and str(channels).strip() else None
+    return JobRequest(
+        segmentation=SegmentationParameters(
+            threshold=float(threshold),
+            footprint=int(footprint),
+            cutoff=float(cutoff),
+            method=method,
+            min_size=int(min_size),
+            max_size=max_size,
+        ),
+        inference=InferenceParameters(patch=patch_size, overlap=float(overlap), device=device),
+        channels=channel_pair,
+        gif=bool(gif),
+    )

@@ -1,0 +1,424 @@
+"""The ``germseg`` command line: segment, synth, train, evaluate, serve.
+
+A thin adapter over the library: every option maps to one library parameter with the same
+name and the default from :mod:`segmentation.parameters`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from segmentation import __version__
+from segmentation.errors import GermsegError, InputError
+from segmentation.parameters import (
+    DEFAULT_CUTOFF,
+    DEFAULT_DEVICE,
+    DEFAULT_FOOTPRINT,
+    DEFAULT_MAX_SIZE,
+    DEFAULT_MAX_VOXELS,
+    DEFAULT_METHOD,
+    DEFAULT_MIN_SIZE,
+    DEFAULT_OVERLAP,
+    DEFAULT_PATCH,
+    DEFAULT_THRESHOLD,
+    InferenceParameters,
+    SegmentationParameters,
+)
+
+logger = logging.getLogger("segmentation")
+
+EXIT_BAD_INPUT = 2
+
+
+def _error(message: str) -> None:
+    """Print a one-line error on stderr."""
+    print(f"error: {message}", file=sys.stderr)
+
+
+def parse_triple(text: str) -> tuple[int, int, int]:
+    """Parse ``"Z,Y,X"`` into three positive integers."""
+    try:
+        values = tuple(int(part) for part in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected three positive integers Z,Y,X, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _parse_channels(text: str) -> tuple[int, int]:
+    from segmentation.io import parse_channels
+
+    try:
+        return parse_channels(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text}")
+    return value
+
+
+def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment TIFF stacks into one label per cell",
+        description="Writes <stem>_labels.tif, <stem>_boundaries.tif, <stem>_preview.gif and "
+        "<stem>_cells.csv per input into --out.",
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="IN.tif")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    parser.add_argument(
+        "--threshold",
+        type=_probability,
+        default=DEFAULT_THRESHOLD,
+        help="boundary probability threshold of the watershed (default %(default)s)",
+    )
+    parser.add_argument(
+        "--footprint",
+        type=int,
+        default=DEFAULT_FOOTPRINT,
+        help="watershed seed footprint in XY pixels (default %(default)s)",
+    )
+    parser.add_argument(
+        "--cutoff",
+        type=_probability,
+        default=DEFAULT_CUTOFF,
+        help="partition cutoff: boundaries above it separate cells (default %(default)s)",
+    )
+    parser.add_argument("--method", choices=("agglomeration", "multicut"), default=DEFAULT_METHOD)
+    parser.add_argument(
+        "--min-size",
+        type=int,
+        default=DEFAULT_MIN_SIZE,
+        help="smallest cell kept, voxels (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=DEFAULT_MAX_SIZE,
+        help="largest cell kept, voxels (default: no limit)",
+    )
+    parser.add_argument(
+        "--patch",
+        type=parse_triple,
+        default=DEFAULT_PATCH,
+        metavar="Z,Y,X",
+        help="network window size (default {})".format(",".join(map(str, DEFAULT_PATCH))),
+    )
+    parser.add_argument(
+        "--overlap",
+        type=float,
+        default=DEFAULT_OVERLAP,
+        help="window overlap fraction (default %(default)s)",
+    )
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=DEFAULT_DEVICE)
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="checkpoint with a model card beside it (default: bundled model)",
+    )
+    parser.add_argument(
+        "--channels",
+        type=_parse_channels,
+        default=None,
+        metavar="I,J",
+        help="input channels to use (cytoplasm, membrane) when C > 2",
+    )
+    parser.add_argument(
+        "--max-voxels",
+        type=int,
+        default=DEFAULT_MAX_VOXELS,
+        help="largest stack accepted, in voxels Z*Y*X (default %(default)s)",
+    )
+    parser.add_argument("--no-gif", action="store_true", help="do not write the GIF preview")
+    parser.set_defaults(handler=_run_segment)
+
+
+def _run_segment(arguments: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from segmentation.model import load_model
+    from segmentation.pipeline import segment_file
+
+    try:
+        segmentation_parameters = SegmentationParameters(
+            threshold=arguments.threshold,
+            footprint=arguments.footprint,
+            cutoff=arguments.cutoff,
+            method=arguments.method,
+            min_size=arguments.min_size,
+            max_size=arguments.max_size,
+        )
+        inference_parameters = InferenceParameters(
+            patch=arguments.patch, overlap=arguments.overlap, device=arguments.device
+        )
+        model = load_model(arguments.weights, device=arguments.device)
+    except GermsegError as error:
+        _error(str(error))
+        return EXIT_BAD_INPUT
+
+    status = 0
+    for path in arguments.inputs:
+        bars: list[tqdm] = []
+
+        def progress(done: int, total: int, bars: list[tqdm] = bars, name: str = path.name) -> None:
+            if not bars:
+                bars.append(tqdm(total=total, desc=name, unit="window", file=sys.stderr))
+            bars[0].update(done - bars[0].n)
+
+        try:
+            result = segment_file(
+                path,
+                arguments.out,
+                model,
+                segmentation_parameters=segmentation_parameters,
+                inference_parameters=inference_parameters,
+                channels=arguments.channels,
+                max_voxels=arguments.max_voxels,
+                gif=not arguments.no_gif,
+                progress=progress,
+            )
+        except GermsegError as error:
+            _error(f"{path}: {error}")
+            status = EXIT_BAD_INPUT
+            continue
+        finally:
+            for bar in bars:
+                bar.close()
+        for warning in result.warnings:
+            print(f"warning: {path}: {warning}", file=sys.stderr)
+        timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
+        print(f"{path}: {result.n_cells} cells ({timings}) -> {arguments.out}", file=sys.stderr)
+    return status
+
+
+def _add_synth_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "synth", help="write a synthetic germline phantom (image.tif) and its truth (labels.tif)"
+    )
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    parser.add_argument("--shape", type=parse_triple, default=(25, 1024, 1024), metavar="Z,Y,X")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_run_synth)
+
+
+def _run_synth(arguments: argparse.Namespace) -> int:
+    from segmentation.synthetic import write_phantom
+
+    image_path, labels_path = write_phantom(arguments.out, arguments.shape, arguments.seed)
+    print(f"wrote {image_path} and {labels_path}", file=sys.stderr)
+    return 0
+
+
+def _add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="compare label volumes with ground truth (F1 vs IoU, adapted Rand, VOI)",
+        description="Either --pred and --gt, or --csv with columns pred,gt (paths relative to "
+        "the CSV). Writes evaluation.csv and f1_vs_iou.png into --out.",
+    )
+    parser.add_argument("--pred", type=Path, metavar="P.tif")
+    parser.add_argument("--gt", type=Path, metavar="G.tif")
+    parser.add_argument("--csv", type=Path, metavar="PAIRS.csv")
+    parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR")
+    parser.add_argument("--json", action="store_true", help="print the full results as JSON")
+    parser.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(arguments: argparse.Namespace) -> int:
+    from segmentation.evaluation import (
+        evaluate_segmentation,
+        plot_f1_vs_iou,
+        write_evaluation_csv,
+    )
+    from segmentation.io import read_labels
+
+    try:
+        pairs = _evaluation_pairs(arguments)
+        results = []
+        for name, pred_path, gt_path in pairs:
+            prediction, truth = read_labels(pred_path), read_labels(gt_path)
+            if prediction.shape != truth.shape:
+                raise InputError(
+                    f"{pred_path} has shape {prediction.shape} but {gt_path} has {truth.shape}: "
+                    "compare label volumes of the same stack"
+                )
+            results.append((name, evaluate_segmentation(truth, prediction)))
+    except GermsegError as error:
+        _error(str(error))
+        return EXIT_BAD_INPUT
+    arguments.out.mkdir(parents=True, exist_ok=True)
+    csv_path = write_evaluation_csv(arguments.out / "evaluation.csv", results)
+    plot_path = plot_f1_vs_iou(arguments.out / "f1_vs_iou.png", results)
+    if arguments.json:
+        print(json.dumps({name: result for name, result in results}, indent=2))
+    else:
+        for name, result in results:
+            print(
+                f"{name}: F1@0.5 {result['f1_iou50']:.3f}, adapted Rand error "
+                f"{result['adapted_rand_error']:.3f}, {result['n_pred']} predicted / "
+                f"{result['n_gt']} true cells"
+            )
+    print(f"wrote {csv_path} and {plot_path}", file=sys.stderr)
+    return 0
+
+
+def _evaluation_pairs(arguments: argparse.Namespace) -> list[tuple[str, Path, Path]]:
+    if arguments.csv is not None:
+        import csv
+
+        if not arguments.csv.is_file():
+            raise InputError(f"{arguments.csv} not found: give a CSV with columns pred,gt")
+        with arguments.csv.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        if not rows or not {"pred", "gt"} <= set(rows[0]):
+            raise InputError(f"{arguments.csv} needs a header with columns pred,gt")
+        base = arguments.csv.parent
+        return [(Path(r["pred"]).stem, base / r["pred"], base / r["gt"]) for r in rows]
+    if arguments.pred is None or arguments.gt is None:
+        raise InputError("give --pred P.tif and --gt G.tif, or --csv PAIRS.csv")
+    return [(arguments.pred.stem, arguments.pred, arguments.gt)]
+
+
+def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    from segmentation.training.trainer import TrainingConfig
+
+    defaults = TrainingConfig()
+    parser = subparsers.add_parser(
+        "train",
+        help="train or fine-tune the U-Net on labelled stacks",
+        description="--data is a CSV (columns image, mask, optional split) or a folder of "
+        "image/label pairs. Writes best_checkpoint.pytorch, last_checkpoint.pytorch (each with "
+        "a model card) and training_log.csv into --out.",
+    )
+    parser.add_argument("--data", type=Path, required=True, metavar="CSV|DIR")
+    parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="WEIGHTS",
+        help="start from these weights (fine-tuning), e.g. the bundled model",
+    )
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--patch", type=parse_triple, default=defaults.patch, metavar="Z,Y,X")
+    parser.add_argument("--batch", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.learning_rate)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--resume", action="store_true", help="continue from DIR's last checkpoint")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--patches-per-epoch", type=int, default=defaults.patches_per_epoch)
+    parser.add_argument("--f-maps", type=int, default=defaults.f_maps)
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=defaults.early_stopping_patience,
+        help="stop after this many epochs without validation improvement",
+    )
+    parser.add_argument("--name", default=defaults.name, help="model name for the model card")
+    parser.set_defaults(handler=_run_train)
+
+
+def _run_train(arguments: argparse.Namespace) -> int:
+    from segmentation.training.trainer import TrainingConfig, train
+
+    config = TrainingConfig(
+        epochs=arguments.epochs,
+        patch=arguments.patch,
+        batch_size=arguments.batch,
+        learning_rate=arguments.lr,
+        device=arguments.device,
+        bf16=arguments.bf16,
+        seed=arguments.seed,
+        patches_per_epoch=arguments.patches_per_epoch,
+        f_maps=arguments.f_maps,
+        early_stopping_patience=arguments.patience,
+        name=arguments.name,
+    )
+    try:
+        summary = train(
+            arguments.data,
+            arguments.out,
+            config,
+            init=arguments.init,
+            resume=arguments.resume,
+            command=" ".join(["germseg", *sys.argv[1:]]),
+        )
+    except GermsegError as error:
+        _error(str(error))
+        return EXIT_BAD_INPUT
+    print(
+        f"best validation loss {summary.best_val_loss:.4f} at epoch {summary.best_epoch}; "
+        f"checkpoints in {arguments.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="run the web app and REST API")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--weights", type=Path, default=None, metavar="PATH")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=DEFAULT_DEVICE)
+    parser.add_argument("--results-dir", type=Path, default=None, metavar="DIR")
+    parser.set_defaults(handler=_run_serve)
+
+
+def _run_serve(arguments: argparse.Namespace) -> int:
+    try:
+        from app.server import serve
+    except ImportError as error:
+        _error(f"the web app needs its extra dependencies ({error}): pip install 'germseg[app]'")
+        return EXIT_BAD_INPUT
+    try:
+        serve(
+            arguments.host,
+            arguments.port,
+            weights=arguments.weights,
+            device=arguments.device,
+            results_dir=arguments.results_dir,
+        )
+    except GermsegError as error:
+        _error(str(error))
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``germseg`` command."""
+    parser = argparse.ArgumentParser(
+        prog="germseg", description="3D cell segmentation of C. elegans germline stacks."
+    )
+    parser.add_argument("--version", action="version", version=f"germseg {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_segment_parser(subparsers)
+    _add_synth_parser(subparsers)
+    _add_train_parser(subparsers)
+    _add_evaluate_parser(subparsers)
+    _add_serve_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``germseg`` and ``python -m segmentation``."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if arguments.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    return int(arguments.handler(arguments))

@@ -1,0 +1,111 @@
+"""Voxel size (z, y, x) in micrometres from ImageJ or OME-TIFF metadata."""
+
+from __future__ import annotations
+
+import logging
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import tifffile
+
+logger = logging.getLogger(__name__)
+
+#: Micrometres per unit, for the unit names found in ImageJ and OME metadata.
+MICROMETRES_PER_UNIT = {
+    "um": 1.0,
+    "µm": 1.0,
+    "μm": 1.0,
+    "\\u00b5m": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "nm": 1e-3,
+    "nanometer": 1e-3,
+    "mm": 1e3,
+    "cm": 1e4,
+    "m": 1e6,
+    "å": 1e-4,
+    "angstrom": 1e-4,
+}
+
+VoxelSize = tuple[float, float, float]
+
+
+def _unit_scale(unit: object) -> float | None:
+    if unit is None:
+        return None
+    return MICROMETRES_PER_UNIT.get(str(unit).strip().lower())
+
+
+def _valid(voxel_size: VoxelSize) -> VoxelSize | None:
+    if all(size > 0 and size != float("inf") for size in voxel_size):
+        return voxel_size
+    return None
+
+
+def _resolution_to_pixel_size(page: tifffile.TiffPage, tag_name: str) -> float | None:
+    tag = page.tags.get(tag_name)
+    if tag is None:
+        return None
+    numerator, denominator = tag.value
+    if numerator == 0 or denominator == 0:
+        return None
+    return denominator / numerator
+
+
+def voxel_size_from_imagej(tif: tifffile.TiffFile) -> VoxelSize | None:
+    """Voxel size from ImageJ metadata: ``spacing`` (z), X/YResolution tags and ``unit``.
+
+    ImageJ omits ``spacing`` when the z step is 1 unit, so a calibrated file (one with a
+    length ``unit``) without ``spacing`` has a z step of 1 unit. Uncalibrated files
+    (no unit, or ``pixel``) give None.
+    """
+    metadata = tif.imagej_metadata or {}
+    scale = _unit_scale(metadata.get("unit"))
+    if scale is None:
+        return None
+    page = tif.pages.first
+    size_x = _resolution_to_pixel_size(page, "XResolution")
+    size_y = _resolution_to_pixel_size(page, "YResolution")
+    if size_x is None or size_y is None:
+        return None
+    size_z = float(metadata.get("spacing", 1.0))
+    return _valid((abs(size_z) * scale, size_y * scale, size_x * scale))
+
+
+def voxel_size_from_ome(tif: tifffile.TiffFile) -> VoxelSize | None:
+    """Voxel size from the first image's OME-XML ``PhysicalSizeZ/Y/X`` (and their units)."""
+    try:
+        root = ElementTree.fromstring(tif.ome_metadata)
+    except ElementTree.ParseError:
+        logger.warning("OME-XML metadata cannot be parsed; voxel size unknown")
+        return None
+    pixels = next((element for element in root.iter() if element.tag.endswith("Pixels")), None)
+    if pixels is None:
+        return None
+    sizes = []
+    for axis in "ZYX":
+        value = pixels.get(f"PhysicalSize{axis}")
+        scale = _unit_scale(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+        if value is None or scale is None:
+            return None
+        sizes.append(float(value) * scale)
+    return _valid((sizes[0], sizes[1], sizes[2]))
+
+
+def voxel_size_from_tiff(tif: tifffile.TiffFile) -> VoxelSize | None:
+    """Voxel size (z, y, x) in µm of an open TIFF file; None when the metadata lacks it."""
+    if tif.is_ome and tif.ome_metadata:
+        voxel_size = voxel_size_from_ome(tif)
+        if voxel_size is not None:
+            return voxel_size
+    if tif.is_imagej:
+        return voxel_size_from_imagej(tif)
+    return None
+
+
+def read_voxel_size(path: str | Path) -> VoxelSize | None:
+    """Voxel size (z, y, x) in µm of a TIFF file (ImageJ or OME metadata), or None."""
+    with tifffile.TiffFile(path) as tif:
+        return voxel_size_from_tiff(tif)

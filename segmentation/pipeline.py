@@ -1,0 +1,302 @@
+"""The segmentation pipeline: one function per stage boundary, used by the CLI and the web app.
+
+Data flow: ``read_stack`` → ``predict`` (network) → ``segment_from_boundaries`` (watershed,
+region graph, partition, post-processing) → ``write_outputs``. ``segment_from_boundaries``
+needs no network, so re-tuning the post-network parameters reuses a cached
+:class:`BoundaryPrediction`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segmentation.graph import (
+    RegionGraph,
+    cell_neighbours,
+    partition,
+    project_node_labels,
+    region_graph,
+)
+from segmentation.inference import predict_probabilities
+from segmentation.io import Stack, normalize_percentile, read_stack
+from segmentation.model import LoadedModel
+from segmentation.outputs import (
+    cell_table,
+    output_paths,
+    write_boundaries,
+    write_cell_table,
+    write_labels,
+    write_preview_gif,
+)
+from segmentation.parameters import (
+    DEFAULT_MAX_VOXELS,
+    InferenceParameters,
+    SegmentationParameters,
+)
+from segmentation.postprocess import filter_by_size, relabel_sequential, remove_background
+from segmentation.watershed import distance_transform_watershed
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class BoundaryPrediction:
+    """What the network predicts for one stack.
+
+    Attributes
+    ----------
+    boundary_probability : ndarray of float32, shape (Z, Y, X)
+        Probability that a voxel lies on a cell boundary.
+    foreground_probability : ndarray of float32, shape (Z, Y, X), or None
+        Probability that a voxel lies inside the gonad (any cell); None for models that
+        predict boundaries only.
+    device : str
+        Device the network ran on.
+    seconds : float
+        Wall time of the prediction.
+    """
+
+    boundary_probability: np.ndarray
+    foreground_probability: np.ndarray | None
+    device: str = "cpu"
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """The post-network stages' result for one stack.
+
+    Attributes
+    ----------
+    labels : ndarray, shape (Z, Y, X)
+        One label per cell, 0 = background; uint16, or uint32 beyond 65,535 cells.
+    superpixels : ndarray, shape (Z, Y, X)
+        The watershed over-segmentation.
+    graph : RegionGraph
+        Region adjacency graph of the super-pixels.
+    neighbours : dict of int to list of int
+        Touching neighbours of each final cell.
+    timings : dict of str to float
+        Seconds per stage.
+    """
+
+    labels: np.ndarray
+    superpixels: np.ndarray
+    graph: RegionGraph
+    neighbours: dict[int, list[int]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.labels.max())
+
+
+def predict(
+    stack: Stack,
+    model: LoadedModel,
+    parameters: InferenceParameters | None = None,
+    progress: ProgressCallback | None = None,
+) -> BoundaryPrediction:
+    """Run the network over a stack in overlapping windows.
+
+    Parameters
+    ----------
+    stack : Stack
+        The stack as read by :func:`segmentation.io.read_stack`.
+    model : LoadedModel
+        Network, its model card and the device it lives on.
+    parameters : InferenceParameters, optional
+        Window size, overlap, batch size, autocast. Defaults from ``segmentation.parameters``.
+    progress : callable(done, total), optional
+        Called after each batch of windows.
+
+    Returns
+    -------
+    BoundaryPrediction
+    """
+    parameters = parameters or InferenceParameters()
+    start = time.perf_counter()
+    image = normalize_percentile(stack.image)
+    probabilities = predict_probabilities(
+        model.network,
+        image,
+        patch=parameters.patch,
+        overlap=parameters.overlap,
+        batch_size=parameters.batch_size,
+        device=model.device,
+        autocast=parameters.autocast,
+        progress=progress,
+    )
+    card = model.card
+    boundary = probabilities[card.boundary_channel]
+    foreground = (
+        probabilities[card.foreground_channel] if card.foreground_channel is not None else None
+    )
+    seconds = time.perf_counter() - start
+    logger.info("network: %.1f s on %s", seconds, model.device)
+    return BoundaryPrediction(boundary, foreground, device=str(model.device), seconds=seconds)
+
+
+def segment_from_boundaries(
+    prediction: BoundaryPrediction,
+    parameters: SegmentationParameters | None = None,
+    voxel_size: tuple[float, float, float] | None = None,
+) -> SegmentationResult:
+    """Turn boundary (and foreground) probabilities into one label per cell.
+
+    Parameters
+    ----------
+    prediction : BoundaryPrediction
+        Network output (or oracle boundaries).
+    parameters : SegmentationParameters, optional
+        Threshold, footprint, cutoff, method, size limits.
+    voxel_size : tuple of float, optional
+        (z, y, x) in µm; makes the distance transform anisotropic and enables µm³ limits.
+
+    Returns
+    -------
+    SegmentationResult
+    """
+    parameters = parameters or SegmentationParameters()
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    superpixels = distance_transform_watershed(
+        prediction.boundary_probability,
+        threshold=parameters.threshold,
+        footprint=parameters.footprint,
+        voxel_size=voxel_size,
+    )
+    timings["watershed"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    graph = region_graph(
+        superpixels, prediction.boundary_probability, prediction.foreground_probability
+    )
+    node_labels = partition(graph, cutoff=parameters.cutoff, method=parameters.method)
+    labels = project_node_labels(superpixels, node_labels)
+    timings["graph"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    if prediction.foreground_probability is not None:
+        labels = remove_background(
+            labels, prediction.foreground_probability, threshold=parameters.foreground_threshold
+        )
+    labels = filter_by_size(
+        labels,
+        min_size=parameters.min_size,
+        max_size=parameters.max_size,
+        voxel_size=voxel_size,
+    )
+    labels = relabel_sequential(labels)
+    neighbours = _neighbours_after_postprocess(graph, superpixels, labels)
+    timings["postprocess"] = time.perf_counter() - start
+    logger.info(
+        "%d super-pixels -> %d cells (%s)",
+        graph.n_nodes,
+        int(labels.max()),
+        ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()),
+    )
+    return SegmentationResult(labels, superpixels, graph, neighbours, timings)
+
+
+def _neighbours_after_postprocess(
+    graph: RegionGraph, superpixels: np.ndarray, labels: np.ndarray
+) -> dict[int, list[int]]:
+    """Touching neighbours of the final cells, from the super-pixel graph."""
+    final_label_of_node = np.zeros(graph.n_nodes, dtype=np.int64)
+    # Every super-pixel lies inside exactly one final cell (or background), so sampling one
+    # voxel per super-pixel gives its final label.
+    flat_superpixels = superpixels.ravel()
+    first_voxel = np.full(graph.n_nodes, -1, dtype=np.int64)
+    order = np.arange(flat_superpixels.size - 1, -1, -1)
+    first_voxel[flat_superpixels[order]] = order
+    present = first_voxel >= 0
+    final_label_of_node[present] = labels.ravel()[first_voxel[present]]
+    return cell_neighbours(graph, final_label_of_node)
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """Everything the CLI and the web app report about one processed file."""
+
+    source: Path
+    paths: dict[str, Path]
+    n_cells: int
+    timings: dict[str, float]
+    device: str
+    warnings: tuple[str, ...] = ()
+
+
+def write_outputs(
+    out_dir: str | Path,
+    stem: str,
+    stack: Stack,
+    prediction: BoundaryPrediction,
+    result: SegmentationResult,
+    *,
+    gif: bool = True,
+) -> dict[str, Path]:
+    """Write ``<stem>_labels.tif``, ``_boundaries.tif``, ``_preview.gif`` and ``_cells.csv``.
+
+    Returns
+    -------
+    dict of str to Path
+        Keys ``labels``, ``boundaries``, ``cells`` and, when ``gif``, ``preview``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = output_paths(out_dir, stem)
+    write_labels(paths["labels"], result.labels, stack.voxel_size)
+    write_boundaries(paths["boundaries"], prediction.boundary_probability, stack.voxel_size)
+    rows = cell_table(result.labels, stack.image, stack.voxel_size, neighbours=result.neighbours)
+    write_cell_table(paths["cells"], rows)
+    if gif:
+        write_preview_gif(
+            paths["preview"], stack.image[1], result.labels, prediction.boundary_probability
+        )
+    else:
+        paths.pop("preview")
+    return paths
+
+
+def segment_file(
+    path: str | Path,
+    out_dir: str | Path,
+    model: LoadedModel,
+    *,
+    segmentation_parameters: SegmentationParameters | None = None,
+    inference_parameters: InferenceParameters | None = None,
+    channels: tuple[int, int] | None = None,
+    max_voxels: int = DEFAULT_MAX_VOXELS,
+    gif: bool = True,
+    progress: ProgressCallback | None = None,
+) -> FileResult:
+    """Read one TIFF stack, segment it and write the four outputs into ``out_dir``.
+
+    Raises
+    ------
+    segmentation.errors.InputError
+        When the file cannot be read as a stack; the message is one line for the user.
+    """
+    path = Path(path)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    stack = read_stack(path, channels=channels, max_voxels=max_voxels)
+    timings["read"] = time.perf_counter() - start
+    prediction = predict(stack, model, inference_parameters, progress=progress)
+    timings["network"] = prediction.seconds
+    result = segment_from_boundaries(prediction, segmentation_parameters, stack.voxel_size)
+    timings.update(result.timings)
+    start = time.perf_counter()
+    paths = write_outputs(out_dir, path.stem, stack, prediction, result, gif=gif)
+    timings["outputs"] = time.perf_counter() - start
+    return FileResult(path, paths, result.n_cells, timings, prediction.device, stack.warnings)

@@ -1,0 +1,150 @@
+"""The UI in a real headless Chromium: upload, tune, segment, preview, download, re-segment.
+
+Needs Debian's ``chromium`` (``apt-get install -y chromium chromium-driver``) and the
+``playwright`` Python package (no ``playwright install``: the system browser is used).
+Leaves a screenshot of the finished page in ``scratch/ui.png`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} not found: apt-get install -y chromium", allow_module_level=True)
+playwright_sync = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed: pip install playwright"
+)
+uvicorn = pytest.importorskip("uvicorn")
+
+from app.server import create_app  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from segmentation.model import LoadedModel, ModelCard, build_network  # noqa: E402
+from segmentation.synthetic import write_phantom  # noqa: E402
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+SCREENSHOT = Path(__file__).resolve().parents[1] / "scratch" / "ui.png"
+RESULT_TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
+    torch.manual_seed(0)
+    card = ModelCard(name="tiny-test", f_maps=4, num_levels=2)
+    model = LoadedModel(build_network(card).eval(), card, torch.device("cpu"))
+    app = create_app(model, Settings(results_dir=tmp_path_factory.mktemp("results")))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+    )
+    uvicorn_server = uvicorn.Server(config)
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uvicorn_server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert uvicorn_server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}/", app.state.manager
+    uvicorn_server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def page(server) -> Iterator[object]:
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        yield context.new_page()
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("stack")
+    image_path, _ = write_phantom(folder, (16, 128, 128), seed=5)
+    return image_path.rename(folder / "gonad_phantom.tif")
+
+
+def set_slider(page, label: str, value: float) -> None:
+    number = page.get_by_label(f"number input for {label}")
+    number.fill(str(value))
+    number.press("Enter")
+
+
+def test_upload_tune_segment_and_resegment(server, page, stack: Path) -> None:
+    expect = playwright_sync.expect
+    url, manager = server
+    page.goto(url)
+    segment_button = page.get_by_role("button", name="Segment", exact=True)
+    expect(segment_button).to_be_visible(timeout=30_000)
+
+    page.locator("input[type=file]").first.set_input_files([str(stack)])
+    expect(page.get_by_text("gonad_phantom.tif").first).to_be_visible(timeout=30_000)
+    set_slider(page, "Boundary threshold", 0.45)
+    page.get_by_text("Advanced").click()
+    patch = page.get_by_label("Network window Z,Y,X")
+    patch.fill("16,64,64")
+    min_size = page.get_by_label("Min cell size (voxels)")
+    min_size.fill("20")
+    min_size.press("Tab")
+    segment_button.click()
+
+    preview = page.locator("#germseg-preview img")
+    expect(preview).to_be_visible(timeout=RESULT_TIMEOUT_MS)
+    assert preview.get_attribute("src").endswith(".gif")
+    downloads = page.locator("#germseg-downloads")
+    for suffix in ("_labels.tif", "_boundaries.tif", "_cells.csv", "_results.zip"):
+        expect(downloads.locator(f"a[href$='gonad_phantom{suffix}']")).to_be_visible()
+    summary = page.locator("#germseg-summary")
+    expect(summary.get_by_role("gridcell", name="gonad_phantom.tif")).to_be_visible()
+    expect(summary.get_by_role("gridcell", name="no", exact=True)).to_be_visible()
+    first_job = manager.jobs()[-1]
+    assert first_job.request.segmentation.threshold == pytest.approx(0.45)
+    assert first_job.request.segmentation.min_size == 20
+
+    set_slider(page, "Partition cutoff", 0.7)
+    resegment_button = page.get_by_role("button", name="Re-segment")
+    expect(resegment_button).to_be_enabled(timeout=10_000)
+    resegment_button.click()
+    reused = summary.get_by_role("gridcell", name="yes", exact=True)
+    expect(reused).to_be_visible(timeout=RESULT_TIMEOUT_MS)
+    second_job = manager.jobs()[-1]
+    assert second_job is not first_job and second_job.network_reused is True
+    assert second_job.request.segmentation.cutoff == pytest.approx(0.7)
+    assert second_job.request.inference.patch == (16, 64, 64)
+
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+
+def test_try_an_example(server, page) -> None:
+    expect = playwright_sync.expect
+    url, _ = server
+    page.goto(url)
+    page.get_by_role("button", name="Try an example").click()
+    summary = page.locator("#germseg-summary")
+    example_row = summary.get_by_role("gridcell", name="germline_example.tif")
+    expect(example_row).to_be_visible(timeout=RESULT_TIMEOUT_MS)
+    expect(page.locator("#germseg-preview img")).to_be_visible()
+    page.screenshot(path=str(SCREENSHOT.with_name("ui_example.png")), full_page=True)

@@ -1,0 +1,120 @@
+"""The ``germseg`` command line end to end on small phantoms with a tiny random model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from segmentation.cli import main
+from segmentation.model import ModelCard, build_network, save_checkpoint
+from segmentation.synthetic import write_phantom
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A randomly initialised small UNet3D with its model card."""
+    card = ModelCard(name="tiny-random", f_maps=8, num_levels=3)
+    network = build_network(card)
+    return save_checkpoint(tmp_path_factory.mktemp("weights") / "tiny.pt", network, card, 0)
+
+
+@pytest.fixture(scope="module")
+def phantom_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("phantom")
+    write_phantom(out, shape=(12, 96, 96), seed=3)
+    return out
+
+
+def test_synth_writes_image_and_truth(tmp_path):
+    assert main(["synth", "--out", str(tmp_path), "--shape", "8,64,64", "--seed", "5"]) == 0
+    image = tifffile.imread(tmp_path / "image.tif")
+    labels = tifffile.imread(tmp_path / "labels.tif")
+    assert image.shape == (2, 8, 64, 64) and image.dtype == np.uint16
+    assert labels.shape == (8, 64, 64) and labels.max() > 0
+
+
+def test_segment_writes_four_outputs(tmp_path, tiny_weights, phantom_dir, capsys):
+    status = main(
+        ["segment", str(phantom_dir / "image.tif"), "--out", str(tmp_path),
+         "--weights", str(tiny_weights), "--patch", "8,64,64", "--min-size", "1"]
+    )
+    assert status == 0
+    labels = tifffile.imread(tmp_path / "image_labels.tif")
+    boundaries = tifffile.imread(tmp_path / "image_boundaries.tif")
+    assert labels.shape == boundaries.shape == (12, 96, 96)
+    assert labels.dtype == np.uint16 and boundaries.dtype == np.float32
+    assert 0.0 <= boundaries.min() and boundaries.max() <= 1.0
+    with Image.open(tmp_path / "image_preview.gif") as gif:
+        assert gif.n_frames > 1
+    header = (tmp_path / "image_cells.csv").read_text().splitlines()[0]
+    assert header.startswith("label,voxels")
+    assert "window" in capsys.readouterr().err  # the progress bar
+
+
+def test_bad_input_is_one_line_and_others_still_run(tmp_path, tiny_weights, phantom_dir, capsys):
+    not_a_tiff = tmp_path / "notes.tif"
+    not_a_tiff.write_text("this is not an image")
+    status = main(
+        ["segment", str(not_a_tiff), str(phantom_dir / "image.tif"), "--out", str(tmp_path),
+         "--weights", str(tiny_weights), "--patch", "8,64,64", "--no-gif"]
+    )
+    assert status == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "notes.tif" in errors[0]
+    assert (tmp_path / "image_labels.tif").is_file()
+    assert not (tmp_path / "image_preview.gif").exists()
+
+
+def test_missing_weights_fail_clearly(tmp_path, phantom_dir, capsys):
+    status = main(
+        ["segment", str(phantom_dir / "image.tif"), "--out", str(tmp_path),
+         "--weights", str(tmp_path / "absent.pt")]
+    )
+    assert status == 2
+    assert capsys.readouterr().err.strip().startswith("error: weights file")
+
+
+def test_bad_option_values_are_rejected(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["segment", "x.tif", "--out", "o", "--patch", "8,64"])
+    assert exit_info.value.code == 2
+    assert "Z,Y,X" in capsys.readouterr().err
+
+
+def test_evaluate_perfect_prediction(tmp_path, phantom_dir, capsys):
+    truth = phantom_dir / "labels.tif"
+    assert main(["evaluate", "--pred", str(truth), "--gt", str(truth), "--json",
+                 "--out", str(tmp_path)]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["labels"]["f1_iou50"] == 1.0
+    assert (tmp_path / "evaluation.csv").is_file() and (tmp_path / "f1_vs_iou.png").is_file()
+
+
+def test_evaluate_batch_csv(tmp_path, phantom_dir):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"pred,gt\n{phantom_dir / 'labels.tif'},{phantom_dir / 'labels.tif'}\n")
+    assert main(["evaluate", "--csv", str(pairs), "--out", str(tmp_path)]) == 0
+    assert len((tmp_path / "evaluation.csv").read_text().splitlines()) > 1
+
+
+def test_python_m_segmentation_is_the_same_command():
+    completed = subprocess.run(
+        [sys.executable, "-m", "segmentation", "--version"], capture_output=True, text=True
+    )
+    assert completed.returncode == 0 and completed.stdout.startswith("germseg ")
+
+
+def test_stack_over_voxel_limit_is_rejected(tmp_path, tiny_weights, phantom_dir, capsys):
+    status = main(
+        ["segment", str(phantom_dir / "image.tif"), "--out", str(tmp_path),
+         "--weights", str(tiny_weights), "--max-voxels", "1000"]
+    )
+    assert status == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("error:") and "--max-voxels" in message and "\n" not in message

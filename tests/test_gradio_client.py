@@ -1,0 +1,104 @@
+"""The Gradio UI through gradio_client, against the real server on a free local port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+gradio_client = pytest.importorskip("gradio_client")
+uvicorn = pytest.importorskip("uvicorn")
+
+from app.server import create_app  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from segmentation.errors import InputError  # noqa: E402
+from segmentation.io import read_stack  # noqa: E402
+from segmentation.model import LoadedModel, ModelCard, build_network  # noqa: E402
+from segmentation.synthetic import write_phantom  # noqa: E402
+
+STACK_SHAPE = (16, 96, 96)
+FAST = {"patch": "16,64,64", "min_size": 10}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    torch.manual_seed(0)
+    card = ModelCard(name="tiny-test", f_maps=4, num_levels=2)
+    model = LoadedModel(build_network(card).eval(), card, torch.device("cpu"))
+    app = create_app(model, Settings(results_dir=tmp_path_factory.mktemp("results")))
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{port}/"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("stacks")
+    paths = []
+    for seed in (3, 4):
+        image_path, _ = write_phantom(folder / f"s{seed}", STACK_SHAPE, seed=seed)
+        paths.append(image_path.rename(folder / f"gonad_{seed}.tif"))
+    return paths
+
+
+def labels_of(downloads: list[str]) -> list[Path]:
+    return [Path(path) for path in downloads if Path(path).name.endswith("_labels.tif")]
+
+
+def test_segment_then_resegment_through_the_client(server_url: str, stacks: list[Path]) -> None:
+    client = gradio_client.Client(server_url, verbose=False)
+    files = [gradio_client.handle_file(str(path)) for path in stacks]
+    preview, selector, downloads, summary = client.predict(
+        files=files, threshold=0.5, **FAST, api_name="/segment"
+    )
+    label_paths = labels_of(downloads)
+    assert [path.name for path in label_paths] == ["gonad_3_labels.tif", "gonad_4_labels.tif"]
+    for path, row in zip(label_paths, summary["data"], strict=True):
+        labels = tifffile.imread(path)
+        assert labels.shape == STACK_SHAPE and np.issubdtype(labels.dtype, np.integer)
+        assert row[1] == labels.max() >= 1
+    assert summary["headers"] == ["file", "cells found", "time (s)", "device", "network reused"]
+    assert [row[4] for row in summary["data"]] == ["no", "no"]
+    assert Path(preview).read_bytes()[:6] == b"GIF89a"
+    assert selector["choices"] == [["gonad_3.tif", "gonad_3.tif"], ["gonad_4.tif", "gonad_4.tif"]]
+    assert {Path(p).name for p in downloads} >= {"gonad_3_results.zip", "gonad_4_cells.csv"}
+
+    *_, retuned = client.predict(
+        files=files, threshold=0.3, footprint=5, min_size=10, api_name="/resegment"
+    )
+    assert [row[4] for row in retuned["data"]] == ["yes", "yes"]
+
+
+def test_reader_errors_reach_the_client_unchanged(server_url: str, tmp_path: Path) -> None:
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, np.arange(32 * 32, dtype=np.uint16).reshape(32, 32))
+    with pytest.raises(InputError) as expected:
+        read_stack(flat)
+    client = gradio_client.Client(server_url, verbose=False)
+    with pytest.raises(gradio_client.exceptions.AppError) as error:
+        client.predict(files=[gradio_client.handle_file(str(flat))], api_name="/segment")
+    assert str(expected.value) in str(error.value)
