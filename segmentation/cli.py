@@ -108,6 +108,20 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         help="largest cell kept, voxels (default: no limit)",
     )
     parser.add_argument(
+        "--min-volume",
+        type=float,
+        default=None,
+        metavar="UM3",
+        help="smallest cell kept, µm³ (needs the voxel size in the file's metadata)",
+    )
+    parser.add_argument(
+        "--max-volume",
+        type=float,
+        default=None,
+        metavar="UM3",
+        help="largest cell kept, µm³ (needs the voxel size in the file's metadata)",
+    )
+    parser.add_argument(
         "--patch",
         type=parse_triple,
         default=DEFAULT_PATCH,
@@ -159,6 +173,8 @@ def _run_segment(arguments: argparse.Namespace) -> int:
             method=arguments.method,
             min_size=arguments.min_size,
             max_size=arguments.max_size,
+            min_volume_um3=arguments.min_volume,
+            max_volume_um3=arguments.max_volume,
         )
         inference_parameters = InferenceParameters(
             patch=arguments.patch, overlap=arguments.overlap, device=arguments.device

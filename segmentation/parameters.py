@@ -47,6 +47,8 @@ class SegmentationParameters:
     method: PartitionMethod = DEFAULT_METHOD
     min_size: int = DEFAULT_MIN_SIZE
     max_size: int | None = DEFAULT_MAX_SIZE
+    min_volume_um3: float | None = None
+    max_volume_um3: float | None = None
     foreground_threshold: float = DEFAULT_FOREGROUND_THRESHOLD
 
     def as_dict(self) -> dict:

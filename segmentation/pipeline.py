@@ -195,6 +195,8 @@ def segment_from_boundaries(
         min_size=parameters.min_size,
         max_size=parameters.max_size,
         voxel_size=voxel_size,
+        min_volume_um3=parameters.min_volume_um3,
+        max_volume_um3=parameters.max_volume_um3,
     )
     labels = relabel_sequential(labels)
     neighbours = _neighbours_after_postprocess(graph, superpixels, labels)

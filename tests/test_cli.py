@@ -118,3 +118,13 @@ def test_stack_over_voxel_limit_is_rejected(tmp_path, tiny_weights, phantom_dir,
     assert status == 2
     message = capsys.readouterr().err.strip()
     assert message.startswith("error:") and "--max-voxels" in message and "\n" not in message
+
+
+def test_volume_limits_in_cubic_micrometres(tmp_path, tiny_weights, phantom_dir):
+    common = ["segment", str(phantom_dir / "image.tif"), "--weights", str(tiny_weights),
+              "--patch", "8,64,64", "--min-size", "1", "--no-gif"]
+    assert main([*common, "--out", str(tmp_path / "all")]) == 0
+    assert main([*common, "--out", str(tmp_path / "none"), "--min-volume", "1e9"]) == 0
+    kept = tifffile.imread(tmp_path / "all" / "image_labels.tif")
+    removed = tifffile.imread(tmp_path / "none" / "image_labels.tif")
+    assert kept.max() > 0 and removed.max() == 0

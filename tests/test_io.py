@@ -318,3 +318,14 @@ def test_normalize_percentile_constant_and_sparse_channels():
     np.testing.assert_array_equal(normalized[0], 0.0)
     assert normalized[1].max() == pytest.approx(1.0)
     assert normalized[1].min() == 0.0
+
+
+def test_voxel_size_from_tifffile_shaped_metadata(tmp_path):
+    """``germseg synth`` writes tifffile's JSON description with spacing, unit and resolution."""
+    from segmentation.synthetic import write_phantom
+
+    image_path, _ = write_phantom(tmp_path, shape=(8, 64, 64), seed=0)
+    stack = read_stack(image_path)
+    z, y, x = stack.voxel_size
+    assert stack.source_axes == "CZYX"
+    assert z > y > 0 and y == pytest.approx(x)

@@ -61,7 +61,16 @@ def voxel_size_from_imagej(tif: tifffile.TiffFile) -> VoxelSize | None:
     length ``unit``) without ``spacing`` has a z step of 1 unit. Uncalibrated files
     (no unit, or ``pixel``) give None.
     """
-    metadata = tif.imagej_metadata or {}
+    return _voxel_size_from_description(tif.imagej_metadata or {}, tif)
+
+
+def voxel_size_from_shaped(tif: tifffile.TiffFile) -> VoxelSize | None:
+    """Voxel size from tifffile's JSON description (``spacing`` and ``unit`` keys, as ImageJ)."""
+    shaped = tif.shaped_metadata or ({},)
+    return _voxel_size_from_description(shaped[0] or {}, tif)
+
+
+def _voxel_size_from_description(metadata: dict, tif: tifffile.TiffFile) -> VoxelSize | None:
     scale = _unit_scale(metadata.get("unit"))
     if scale is None:
         return None
@@ -102,6 +111,8 @@ def voxel_size_from_tiff(tif: tifffile.TiffFile) -> VoxelSize | None:
             return voxel_size
     if tif.is_imagej:
         return voxel_size_from_imagej(tif)
+    if tif.is_shaped:
+        return voxel_size_from_shaped(tif)
     return None
 
 
