@@ -8,20 +8,24 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
 import segmentation
-from app.jobs import JobManager, QueueFullError, UploadTooLargeError
+from app.jobs import JobManager, JobRequest, QueueFullError, UploadTooLargeError
 from app.requests import build_request
 from segmentation.errors import InputError
 from segmentation.parameters import (
     DEFAULT_CUTOFF,
     DEFAULT_FOOTPRINT,
+    DEFAULT_MAX_SIZE,
     DEFAULT_METHOD,
     DEFAULT_MIN_SIZE,
     DEFAULT_OVERLAP,
     DEFAULT_PATCH,
     DEFAULT_THRESHOLD,
+    SegmentationParameters,
 )
 
 DEFAULT_PATCH_TEXT = ",".join(str(size) for size in DEFAULT_PATCH)
+#: Defaults of the parameters that have no ``DEFAULT_*`` constant of their own.
+SEGMENTATION_DEFAULTS = SegmentationParameters()
 
 
 def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
@@ -55,18 +59,29 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
         cutoff: Annotated[float, Form()] = DEFAULT_CUTOFF,
         method: Annotated[str, Form()] = DEFAULT_METHOD,
         min_size: Annotated[int, Form()] = DEFAULT_MIN_SIZE,
-        max_size: Annotated[int | None, Form(description="Largest cell in voxels")] = None,
+        max_size: Annotated[
+            int | None, Form(description="Largest cell in voxels; empty or 0: no limit")
+        ] = DEFAULT_MAX_SIZE,
+        min_volume_um3: Annotated[
+            float | None,
+            Form(description="Smallest cell in µm³; needs the voxel size in the file"),
+        ] = SEGMENTATION_DEFAULTS.min_volume_um3,
+        max_volume_um3: Annotated[
+            float | None,
+            Form(description="Largest cell in µm³; needs the voxel size in the file"),
+        ] = SEGMENTATION_DEFAULTS.max_volume_um3,
         patch: Annotated[str, Form(description="Network window Z,Y,X")] = DEFAULT_PATCH_TEXT,
         overlap: Annotated[float, Form()] = DEFAULT_OVERLAP,
         channels: Annotated[str | None, Form(description="Source channels I,J")] = None,
-        gif: Annotated[bool, Form()] = True,
+        gif: Annotated[bool, Form()] = JobRequest.gif,
         device: Annotated[str, Form()] = devices[0],
     ) -> JSONResponse:
         """Queue one stack for segmentation; poll ``/api/jobs/{job_id}`` for the result."""
         try:
             request = build_request(
                 threshold=threshold, footprint=footprint, cutoff=cutoff, method=method,
-                min_size=min_size, max_size=max_size, patch=patch, overlap=overlap,
+                min_size=min_size, max_size=max_size, min_volume_um3=min_volume_um3,
+                max_volume_um3=max_volume_um3, patch=patch, overlap=overlap,
                 device=device, devices=devices, channels=channels, gif=gif,
             )
             job = manager.submit(file.file, file.filename, request)

@@ -203,7 +203,8 @@ class JobManager:
         UploadTooLargeError
             When the upload is larger than ``settings.max_upload_mb``.
         InputError
-            When the file cannot be read as a stack (the reader's one-line message).
+            When the file cannot be read as a stack (the reader's one-line message), or when
+            µm³ volume limits are asked for and the file records no voxel size.
         QueueFullError
             When ``settings.max_queue`` jobs are already waiting.
         """
@@ -219,7 +220,10 @@ class JobManager:
         input_path.parent.mkdir(parents=True)
         try:
             self._store_upload(stream, input_path, source_name)
-            read_stack(input_path, channels=request.channels, max_voxels=self.settings.max_voxels)
+            stack = read_stack(
+                input_path, channels=request.channels, max_voxels=self.settings.max_voxels
+            )
+            _check_voxel_size_for_volumes(stack.voxel_size, request.segmentation, source_name)
             job = Job(job_id, source_name, directory, input_path, file_sha256(input_path), request)
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
@@ -377,6 +381,28 @@ class JobManager:
                 self.sweep()
             except OSError:
                 logger.exception("results sweep failed")
+
+
+def _check_voxel_size_for_volumes(
+    voxel_size: tuple[float, float, float] | None,
+    parameters: SegmentationParameters,
+    source_name: str,
+) -> None:
+    """Refuse µm³ volume limits for a stack whose file records no voxel size."""
+    if voxel_size is not None:
+        return
+    asked = [
+        name
+        for name in ("min_volume_um3", "max_volume_um3")
+        if getattr(parameters, name) is not None
+    ]
+    if asked:
+        verb = "need" if len(asked) > 1 else "needs"
+        raise InputError(
+            f"{' and '.join(asked)} {verb} the voxel size, but {source_name} records none; "
+            "save the stack with its voxel size (e.g. ImageJ Properties) or use "
+            "min_size/max_size in voxels"
+        )
 
 
 def _zip_outputs(path: Path, outputs: dict[str, Path]) -> Path:

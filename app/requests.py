@@ -37,6 +37,21 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
         raise InputError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
 
 
+def _check_volumes(min_volume_um3: float | None, max_volume_um3: float | None) -> None:
+    for name, volume in (("min_volume_um3", min_volume_um3), ("max_volume_um3", max_volume_um3)):
+        if volume is not None and not volume > 0:
+            raise InputError(
+                f"{name} must be a positive volume in µm³ (leave it empty for no limit), "
+                f"got {volume:g}"
+            )
+    if min_volume_um3 is not None and max_volume_um3 is not None:
+        if max_volume_um3 <= min_volume_um3:
+            raise InputError(
+                f"max_volume_um3 ({max_volume_um3:g}) must be larger than "
+                f"min_volume_um3 ({min_volume_um3:g})"
+            )
+
+
 def build_request(
     *,
     threshold: float,
@@ -45,12 +60,14 @@ def build_request(
     method: str,
     min_size: int,
     max_size: int | None,
+    min_volume_um3: float | None,
+    max_volume_um3: float | None,
     patch: str | tuple[int, int, int],
     overlap: float,
     device: str,
     devices: tuple[str, ...],
     channels: str | None = None,
-    gif: bool = True,
+    gif: bool = JobRequest.gif,
 ) -> JobRequest:
     """A checked job request; every problem is an :class:`InputError` with a one-line message.
 
@@ -64,6 +81,9 @@ def build_request(
         Two source channel indices ``"I,J"``; empty or None for the file's own two channels.
     max_size : int or None
         Largest cell in voxels; None or 0 for no limit.
+    min_volume_um3, max_volume_um3 : float or None
+        Cell volume limits in µm³; None for no limit. They need a stack whose file records
+        its voxel size, which :meth:`~app.jobs.JobManager.submit` checks.
     """
     _check_range("threshold", threshold, 0.0, 1.0)
     _check_range("cutoff", cutoff, 0.0, 1.0)
@@ -77,6 +97,7 @@ def build_request(
     max_size = int(max_size) if max_size else None
     if max_size is not None and max_size <= min_size:
         raise InputError(f"max_size ({max_size}) must be larger than min_size ({min_size})")
+    _check_volumes(min_volume_um3, max_volume_um3)
     if device not in devices:
         raise InputError(f"device {device!r} is not available here: use {' or '.join(devices)}")
     patch_size = parse_patch(patch) if isinstance(patch, str) else tuple(int(p) for p in patch)
@@ -89,6 +110,8 @@ def build_request(
             method=method,
             min_size=int(min_size),
             max_size=max_size,
+            min_volume_um3=None if min_volume_um3 is None else float(min_volume_um3),
+            max_volume_um3=None if max_volume_um3 is None else float(max_volume_um3),
         ),
         inference=InferenceParameters(patch=patch_size, overlap=float(overlap), device=device),
         channels=channel_pair,

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from app.api import DEFAULT_PATCH_TEXT
+from app.api import DEFAULT_PATCH_TEXT, SEGMENTATION_DEFAULTS
 from app.jobs import Job, JobManager, QueueFullError
 from app.requests import METHODS, build_request
 from segmentation.errors import InputError
 from segmentation.parameters import (
     DEFAULT_CUTOFF,
     DEFAULT_FOOTPRINT,
+    DEFAULT_MAX_SIZE,
     DEFAULT_METHOD,
     DEFAULT_MIN_SIZE,
     DEFAULT_OVERLAP,
@@ -32,6 +33,9 @@ SUMMARY_HEADERS = ["file", "cells found", "time (s)", "device", "network reused"
 #: Output kinds offered for download, in order (the zip holds all outputs, GIF included).
 DOWNLOAD_KINDS = ("labels", "boundaries", "cells", "zip")
 _POLL_SECONDS = 0.25
+#: Gradio shows an unset number box as 0, so 0 means "no limit" as well as empty.
+NO_LIMIT = "Empty or 0: no limit"
+NEEDS_VOXEL_SIZE = f"{NO_LIMIT}. Needs the voxel size in the file's metadata"
 
 INTRODUCTION = """
 # germseg · 3D cell segmentation of *C. elegans* germlines
@@ -132,8 +136,10 @@ def build_ui(
         patch: str,
         overlap: float,
         min_size: float,
-        max_size: float | None,
-        device: str,
+        max_size: float | None = DEFAULT_MAX_SIZE,
+        min_volume_um3: float | None = SEGMENTATION_DEFAULTS.min_volume_um3,
+        max_volume_um3: float | None = SEGMENTATION_DEFAULTS.max_volume_um3,
+        device: str = devices[0],
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
         if not files:
@@ -141,7 +147,9 @@ def build_ui(
         try:
             request = build_request(
                 threshold=threshold, footprint=int(footprint), cutoff=cutoff, method=method,
-                min_size=int(min_size or 0), max_size=int(max_size or 0) or None, patch=patch,
+                min_size=int(min_size or 0), max_size=int(max_size or 0) or None,
+                min_volume_um3=min_volume_um3 or None, max_volume_um3=max_volume_um3 or None,
+                patch=patch,
                 overlap=overlap, device=device, devices=devices,
             )
             jobs = []
@@ -162,15 +170,18 @@ def build_ui(
         cutoff: float,
         method: str,
         min_size: float,
-        max_size: float | None,
-        last_inference: dict | None,
+        max_size: float | None = DEFAULT_MAX_SIZE,
+        min_volume_um3: float | None = SEGMENTATION_DEFAULTS.min_volume_um3,
+        max_volume_um3: float | None = SEGMENTATION_DEFAULTS.max_volume_um3,
+        last_inference: dict | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
         if not last_inference:
             raise gr.Error("Press 'Segment' first; 'Re-segment' re-tunes the last result.")
         return segment(
             files, threshold, footprint, cutoff, method, last_inference["patch"],
-            last_inference["overlap"], min_size, max_size, last_inference["device"], progress,
+            last_inference["overlap"], min_size, max_size, min_volume_um3, max_volume_um3,
+            last_inference["device"], progress,
         )
 
     def load_example() -> list[str]:
@@ -218,8 +229,19 @@ def build_ui(
                             minimum=0,
                         )
                         max_size = gr.Number(
-                            0, label="Max cell size (voxels, 0: no limit)", precision=0,
-                            minimum=0,
+                            DEFAULT_MAX_SIZE, label="Max cell size (voxels)", precision=0,
+                            minimum=0, info=NO_LIMIT, placeholder="no limit",
+                        )
+                    with gr.Row():
+                        min_volume = gr.Number(
+                            SEGMENTATION_DEFAULTS.min_volume_um3,
+                            label="Min cell volume (µm³)", minimum=0, info=NEEDS_VOXEL_SIZE,
+                            placeholder="no limit",
+                        )
+                        max_volume = gr.Number(
+                            SEGMENTATION_DEFAULTS.max_volume_um3,
+                            label="Max cell volume (µm³)", minimum=0, info=NEEDS_VOXEL_SIZE,
+                            placeholder="no limit",
                         )
                     device = gr.Radio(list(devices), value=devices[0], label="Device")
                 with gr.Row():
@@ -256,6 +278,7 @@ def build_ui(
 
         outputs = [preview, selector, downloads, summary, previews_state, inference_state]
         tuning = [threshold, footprint, cutoff, method]
+        size_limits = [min_size, max_size, min_volume, max_volume]
         enable_resegment = {
             "fn": lambda: gr.Button(interactive=True),
             "outputs": resegment_button,
@@ -263,7 +286,7 @@ def build_ui(
         }
         segment_event = segment_button.click(
             segment,
-            inputs=[files, *tuning, patch, overlap, min_size, max_size, device],
+            inputs=[files, *tuning, patch, overlap, *size_limits, device],
             outputs=outputs,
             api_name="segment",
             concurrency_id="segment",
@@ -271,7 +294,7 @@ def build_ui(
         segment_event.success(**enable_resegment)
         resegment_event = resegment_button.click(
             resegment,
-            inputs=[files, *tuning, min_size, max_size, inference_state],
+            inputs=[files, *tuning, *size_limits, inference_state],
             outputs=outputs,
             api_name="resegment",
             concurrency_id="segment",
@@ -281,7 +304,7 @@ def build_ui(
             load_example, outputs=files, api_visibility="private"
         ).success(
             segment,
-            inputs=[files, *tuning, patch, overlap, min_size, max_size, device],
+            inputs=[files, *tuning, patch, overlap, *size_limits, device],
             outputs=outputs,
             api_visibility="private",
             concurrency_id="segment",

@@ -26,7 +26,11 @@ from app.jobs import JobManager, JobRequest, safe_file_name  # noqa: E402
 from app.prediction_cache import PredictionCache  # noqa: E402
 from app.server import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from segmentation.parameters import InferenceParameters  # noqa: E402
+from segmentation.parameters import (  # noqa: E402
+    DEFAULT_PATCH,
+    InferenceParameters,
+    SegmentationParameters,
+)
 from segmentation.pipeline import BoundaryPrediction  # noqa: E402
 
 STACK_SHAPE = (16, 96, 96)
@@ -95,7 +99,13 @@ def test_docs_and_ui_are_both_served(client) -> None:
     assert {"/api/health", "/api/segment", "/api/jobs/{job_id}"} <= set(schema["paths"])
     form = schema["components"]["schemas"]
     segment_form = next(v for k, v in form.items() if k.startswith("Body_segment"))
-    assert segment_form["properties"]["threshold"]["default"] == 0.5
+    properties = segment_form["properties"]
+    assert properties["patch"]["default"] == ",".join(map(str, DEFAULT_PATCH))
+    assert properties["overlap"]["default"] == InferenceParameters().overlap
+    exposed = SegmentationParameters().as_dict()
+    del exposed["foreground_threshold"]
+    for name, default in exposed.items():
+        assert properties[name].get("default") == default, name
     ui = client.get("/")
     assert ui.status_code == 200 and "gradio" in ui.text.lower()
 
@@ -145,6 +155,28 @@ def test_same_file_reuses_the_network_unless_inference_changes(client, stack_pat
     assert retuned["parameters"]["threshold"] == 0.3
     assert other_window["network_reused"] is False
     assert "preview" not in retuned["outputs"]
+
+
+def test_volume_limits_in_cubic_micrometres(client, stack_path: Path, tmp_path: Path) -> None:
+    assert read_stack(stack_path).voxel_size is not None
+    default = wait_for(client, submit(client, stack_path, gif="false").json()["job_id"])[0]
+    huge = wait_for(
+        client, submit(client, stack_path, gif="false", min_volume_um3="1e9").json()["job_id"]
+    )[0]
+    assert default["status"] == huge["status"] == "done"
+    assert default["n_cells"] > 0 and huge["n_cells"] == 0
+    assert huge["parameters"]["min_volume_um3"] == 1e9
+    assert default["parameters"]["max_volume_um3"] is None
+
+    uncalibrated = tmp_path / "uncalibrated.tif"
+    tifffile.imwrite(uncalibrated, read_stack(stack_path).image.astype(np.uint16))
+    assert read_stack(uncalibrated).voxel_size is None
+    response = submit(client, uncalibrated, min_volume_um3="50")
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert "min_volume_um3 needs the voxel size" in detail and "uncalibrated.tif" in detail
+    assert "min_size" in detail and "\n" not in detail
+    assert submit(client, uncalibrated, min_volume_um3="").status_code == 202
 
 
 def _reader_message(path: Path) -> str:
@@ -206,6 +238,8 @@ def test_too_large_upload_and_too_many_voxels_are_refused(tmp_path: Path) -> Non
         ({"channels": "0"}, "invalid channels"),
         ({"device": "tpu"}, "device 'tpu' is not available"),
         ({"min_size": "100", "max_size": "50"}, "max_size (50) must be larger"),
+        ({"min_volume_um3": "-5"}, "min_volume_um3 must be a positive volume"),
+        ({"min_volume_um3": "90", "max_volume_um3": "40"}, "max_volume_um3 (40) must be larger"),
     ],
 )
 def test_bad_parameters_are_422_with_one_line(client, stack_path, form, fragment) -> None:

@@ -108,6 +108,7 @@ def test_upload_tune_segment_and_resegment(server, page, stack: Path) -> None:
     min_size = page.get_by_label("Min cell size (voxels)")
     min_size.fill("20")
     min_size.press("Tab")
+    max_volume = page.get_by_label("Max cell volume (µm³)")
     segment_button.click()
 
     preview = page.locator("#germseg-preview img")
@@ -122,8 +123,13 @@ def test_upload_tune_segment_and_resegment(server, page, stack: Path) -> None:
     first_job = manager.jobs()[-1]
     assert first_job.request.segmentation.threshold == pytest.approx(0.45)
     assert first_job.request.segmentation.min_size == 20
+    assert first_job.request.segmentation.max_size is None
+    assert first_job.request.segmentation.min_volume_um3 is None
+    assert first_job.request.segmentation.max_volume_um3 is None
 
     set_slider(page, "Partition cutoff", 0.7)
+    max_volume.fill("5000")
+    max_volume.press("Tab")
     resegment_button = page.get_by_role("button", name="Re-segment")
     expect(resegment_button).to_be_enabled(timeout=10_000)
     resegment_button.click()
@@ -132,6 +138,7 @@ def test_upload_tune_segment_and_resegment(server, page, stack: Path) -> None:
     second_job = manager.jobs()[-1]
     assert second_job is not first_job and second_job.network_reused is True
     assert second_job.request.segmentation.cutoff == pytest.approx(0.7)
+    assert second_job.request.segmentation.max_volume_um3 == pytest.approx(5000)
     assert second_job.request.inference.patch == (16, 64, 64)
 
     SCREENSHOT.parent.mkdir(exist_ok=True)

@@ -21,6 +21,11 @@ from app.settings import Settings  # noqa: E402
 from segmentation.errors import InputError  # noqa: E402
 from segmentation.io import read_stack  # noqa: E402
 from segmentation.model import LoadedModel, ModelCard, build_network  # noqa: E402
+from segmentation.parameters import (  # noqa: E402
+    DEFAULT_PATCH,
+    InferenceParameters,
+    SegmentationParameters,
+)
 from segmentation.synthetic import write_phantom  # noqa: E402
 
 STACK_SHAPE = (16, 96, 96)
@@ -91,6 +96,24 @@ def test_segment_then_resegment_through_the_client(server_url: str, stacks: list
         files=files, threshold=0.3, footprint=5, min_size=10, api_name="/resegment"
     )
     assert [row[4] for row in retuned["data"]] == ["yes", "yes"]
+
+    *_, nothing_that_big = client.predict(
+        files=files, min_size=10, min_volume_um3=1e9, api_name="/resegment"
+    )
+    assert [row[1] for row in nothing_that_big["data"]] == [0, 0]
+
+
+def test_endpoint_parameters_have_the_library_names_and_defaults(server_url: str) -> None:
+    client = gradio_client.Client(server_url, verbose=False)
+    parameters = client.view_api(print_info=False, return_format="dict")["named_endpoints"][
+        "/segment"
+    ]["parameters"]
+    defaults = {item["parameter_name"]: item["parameter_default"] for item in parameters}
+    library = SegmentationParameters().as_dict()
+    del library["foreground_threshold"]
+    assert library.items() <= defaults.items()
+    assert defaults["patch"] == ",".join(map(str, DEFAULT_PATCH))
+    assert defaults["overlap"] == InferenceParameters().overlap
 
 
 def test_reader_errors_reach_the_client_unchanged(server_url: str, tmp_path: Path) -> None:

@@ -73,7 +73,10 @@ def _volume_to_voxels(
     if volume_um3 is None:
         return None
     if voxel_size is None:
-        raise InputError(f"{name} is in µm³ and needs voxel_size; give voxel_size or use voxels")
+        raise InputError(
+            f"{name} is in µm³ but the stack records no voxel size: save it with its voxel "
+            "size (e.g. ImageJ Image > Properties) or give the size limit in voxels"
+        )
     spacing = np.asarray(voxel_size, dtype=np.float64)
     if spacing.ndim != 1 or not np.all(spacing > 0):
         raise InputError(f"voxel_size must be positive numbers (z, y, x), got {voxel_size!r}")

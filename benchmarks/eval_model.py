@@ -1,0 +1,212 @@
+"""Evaluate a model on phantom seeds never used in training, optionally sweeping parameters.
+
+Usage::
+
+    python benchmarks/eval_model.py --weights weights/germseg_unet3d.pt \
+        --seeds 10000-10003 --shape 25,1024,1024 [--autocast bf16] [--sweep] [--json OUT]
+
+Training used seeds 0..N-1 (``weights/train_bundled.sh``); seeds from 10000 are for testing,
+seeds from 20000 for tuning the post-network defaults. Network outputs are cached under
+``--cache`` so that parameter sweeps and re-runs skip the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from segmentation.cli import parse_triple
+from segmentation.evaluation import evaluate_segmentation
+from segmentation.graph import partition, project_node_labels, region_graph
+from segmentation.io import Stack
+from segmentation.model import load_model
+from segmentation.parameters import InferenceParameters, SegmentationParameters
+from segmentation.pipeline import BoundaryPrediction, predict, segment_from_boundaries
+from segmentation.postprocess import filter_by_size, relabel_sequential, remove_background
+from segmentation.synthetic import make_phantom
+from segmentation.watershed import distance_transform_watershed
+
+logger = logging.getLogger("eval_model")
+
+
+def parse_seeds(text: str) -> list[int]:
+    if "-" in text:
+        first, last = (int(part) for part in text.split("-"))
+        return list(range(first, last + 1))
+    return [int(part) for part in text.split(",")]
+
+
+def cached_prediction(
+    seed: int, shape, model, inference: InferenceParameters, cache: Path
+) -> tuple[BoundaryPrediction, np.ndarray, tuple]:
+    phantom = make_phantom(shape, seed)
+    key = f"{model.card.name}-{seed}-{'x'.join(map(str, shape))}-{inference.autocast}"
+    path = cache / f"{key}.npz"
+    if path.is_file():
+        stored = np.load(path)
+        prediction = BoundaryPrediction(
+            stored["boundary"], stored["foreground"], "cache", float(stored["seconds"])
+        )
+    else:
+        stack = Stack(phantom.image.astype(np.float32), phantom.voxel_size, "CZYX", "uint16", ())
+        prediction = predict(stack, model, inference)
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            path,
+            boundary=prediction.boundary_probability,
+            foreground=prediction.foreground_probability,
+            seconds=prediction.seconds,
+        )
+    return prediction, phantom.labels, phantom.voxel_size
+
+
+def sweep(prediction, truth, voxel_size, base: SegmentationParameters) -> list[dict]:
+    """Scores over a grid; the watershed runs once per (threshold, footprint)."""
+    rows = []
+    for threshold, footprint in itertools.product((0.3, 0.4, 0.5, 0.6), (9, 13, 17)):
+        superpixels = distance_transform_watershed(
+            prediction.boundary_probability,
+            threshold=threshold,
+            footprint=footprint,
+            voxel_size=voxel_size,
+        )
+        graph = region_graph(
+            superpixels, prediction.boundary_probability, prediction.foreground_probability
+        )
+        for method, cutoff in itertools.product(
+            ("agglomeration", "multicut"), (0.3, 0.4, 0.5, 0.6, 0.7)
+        ):
+            labels = project_node_labels(superpixels, partition(graph, cutoff, method))
+            labels = remove_background(
+                labels, prediction.foreground_probability, base.foreground_threshold
+            )
+            labels = relabel_sequential(filter_by_size(labels, min_size=base.min_size))
+            scores = evaluate_segmentation(truth, labels)
+            rows.append(
+                {
+                    "threshold": threshold,
+                    "footprint": footprint,
+                    "method": method,
+                    "cutoff": cutoff,
+                    "f1_iou50": scores["f1_iou50"],
+                    "adapted_rand_error": scores["adapted_rand_error"],
+                }
+            )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("10000-10003"))
+    parser.add_argument("--shape", type=parse_triple, default=(25, 1024, 1024))
+    parser.add_argument("--autocast", choices=("none", "bf16", "fp16"), default=None)
+    parser.add_argument("--method", choices=("agglomeration", "multicut"), default=None)
+    parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--cache", type=Path, default=Path("scratch/prediction-cache"))
+    parser.add_argument("--json", type=Path, default=None)
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    model = load_model(arguments.weights, device="auto")
+    inference = InferenceParameters()
+    if arguments.autocast:
+        inference = replace(inference, autocast=arguments.autocast)
+    parameters = SegmentationParameters()
+    if arguments.method:
+        parameters = replace(parameters, method=arguments.method)
+
+    results = []
+    for seed in arguments.seeds:
+        prediction, truth, voxel_size = cached_prediction(
+            seed, arguments.shape, model, inference, arguments.cache
+        )
+        start = time.perf_counter()
+        result = segment_from_boundaries(prediction, parameters, voxel_size)
+        seconds = time.perf_counter() - start
+        scores = evaluate_segmentation(truth, result.labels)
+        row = {
+            "seed": seed,
+            "shape": list(arguments.shape),
+            "autocast": inference.autocast,
+            "method": parameters.method,
+            "network_seconds": round(prediction.seconds, 1),
+            "postnetwork_seconds": round(seconds, 1),
+            "n_gt": scores["n_gt"],
+            "n_pred": scores["n_pred"],
+            "f1_iou50": round(scores["f1_iou50"], 4),
+            "precision_iou50": round(scores["precision_iou50"], 4),
+            "recall_iou50": round(scores["recall_iou50"], 4),
+            "adapted_rand_error": round(scores["adapted_rand_error"], 4),
+            "merges": scores["merges"],
+            "splits": scores["splits"],
+            "per_threshold": scores["per_threshold"],
+        }
+        if arguments.sweep:
+            row["sweep"] = sweep(prediction, truth, voxel_size, parameters)
+        logger.info(
+            "seed %d: F1@0.5 %.3f, ARand %.3f, %d/%d cells, merges %d, splits %d",
+            seed,
+            row["f1_iou50"],
+            row["adapted_rand_error"],
+            row["n_pred"],
+            row["n_gt"],
+            row["merges"],
+            row["splits"],
+        )
+        results.append(row)
+    summary = {
+        "model": model.card.name,
+        "mean_f1_iou50": round(float(np.mean([r["f1_iou50"] for r in results])), 4),
+        "mean_adapted_rand_error": round(
+            float(np.mean([r["adapted_rand_error"] for r in results])), 4
+        ),
+        "stacks": results,
+    }
+    logger.info(
+        "mean F1@0.5 %.3f, mean adapted Rand error %.3f",
+        summary["mean_f1_iou50"],
+        summary["mean_adapted_rand_error"],
+    )
+    if arguments.sweep:
+        table: dict[tuple, list[tuple[float, float]]] = {}
+        for row in results:
+            for entry in row["sweep"]:
+                key = (entry["threshold"], entry["footprint"], entry["method"], entry["cutoff"])
+                table.setdefault(key, []).append((entry["f1_iou50"], entry["adapted_rand_error"]))
+        ranked = sorted(
+            (
+                (float(np.mean([f for f, _ in v])), float(np.mean([a for _, a in v])), k)
+                for k, v in table.items()
+            ),
+            reverse=True,
+        )
+        summary["sweep_top"] = [
+            {
+                "threshold": k[0],
+                "footprint": k[1],
+                "method": k[2],
+                "cutoff": k[3],
+                "mean_f1_iou50": round(f, 4),
+                "mean_adapted_rand_error": round(a, 4),
+            }
+            for f, a, k in ranked[:15]
+        ]
+        for entry in summary["sweep_top"]:
+            logger.info("%s", entry)
+    if arguments.json:
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
+        arguments.json.write_text(json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
