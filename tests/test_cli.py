@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+import torch
 from PIL import Image
 
 from segmentation.cli import main
@@ -18,9 +19,12 @@ from segmentation.synthetic import write_phantom
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    """A randomly initialised small UNet3D with its model card."""
+    """A randomly initialised small UNet3D (foreground everywhere) with its model card."""
+    torch.manual_seed(0)
     card = ModelCard(name="tiny-random", f_maps=8, num_levels=3)
     network = build_network(card)
+    with torch.no_grad():
+        network.final_conv.bias[card.foreground_channel] = 4.0
     return save_checkpoint(tmp_path_factory.mktemp("weights") / "tiny.pt", network, card, 0)
 
 
