@@ -343,6 +343,41 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.early_stopping_patience,
         help="stop after this many epochs without validation improvement",
     )
+    parser.add_argument(
+        "--w0",
+        type=float,
+        default=defaults.w0,
+        help="U-Net weight map amplitude w0 (default %(default)s)",
+    )
+    parser.add_argument(
+        "--sigma",
+        type=float,
+        default=defaults.sigma,
+        help="U-Net weight map width sigma, XY pixels (default %(default)s)",
+    )
+    parser.add_argument(
+        "--edge-multiplier",
+        type=float,
+        default=defaults.edge_multiplier,
+        help="extra weight of boundary voxels (default %(default)s)",
+    )
+    parser.add_argument(
+        "--map-multiplier",
+        type=float,
+        default=defaults.map_multiplier,
+        help="factor of the weight map on boundary voxels (default %(default)s)",
+    )
+    parser.add_argument(
+        "--invert-weights",
+        action="store_true",
+        help="invert boundary weights (cell-background faces weigh most)",
+    )
+    parser.add_argument(
+        "--keep-background-patches",
+        action="store_true",
+        help="do not redraw patches that are almost all background",
+    )
+    parser.add_argument("--no-augment", action="store_true", help="disable augmentation")
     parser.add_argument("--name", default=defaults.name, help="model name for the model card")
     parser.set_defaults(handler=_run_train)
 
@@ -361,6 +396,15 @@ def _run_train(arguments: argparse.Namespace) -> int:
         patches_per_epoch=arguments.patches_per_epoch,
         f_maps=arguments.f_maps,
         early_stopping_patience=arguments.patience,
+        w0=arguments.w0,
+        sigma=arguments.sigma,
+        edge_multiplier=arguments.edge_multiplier,
+        map_multiplier=arguments.map_multiplier,
+        invert_weights=arguments.invert_weights,
+        max_background_fraction=(
+            None if arguments.keep_background_patches else TrainingConfig.max_background_fraction
+        ),
+        augment=not arguments.no_augment,
         name=arguments.name,
     )
     try:

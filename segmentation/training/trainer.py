@@ -72,6 +72,10 @@ class TrainingConfig:
     scheduler_factor: float = 0.5
     w0: float = 10.0
     sigma: float = 5.0
+    edge_multiplier: float = 2.0
+    map_multiplier: float = 1.0
+    invert_weights: bool = False
+    max_background_fraction: float | None = 0.98
     augment: bool = True
     name: str = "germseg-unet3d"
 
@@ -218,9 +222,7 @@ def train(
     val_stacks = [load_training_stack(pair) for pair in val_pairs]
     if not val_stacks:
         image, labels, voxel_size = train_stacks[0]
-        (train_image, train_labels), (val_image, val_labels) = split_stack_spatially(
-            image, labels
-        )
+        (train_image, train_labels), (val_image, val_labels) = split_stack_spatially(image, labels)
         train_stacks[0] = (train_image, train_labels, voxel_size)
         val_stacks = [(val_image, val_labels, voxel_size)]
         logger.warning("one training stack: validating on its last 20%% along X")
@@ -260,6 +262,11 @@ def train(
         log_path.unlink()
 
     weight_map_options = {"w0": config.w0, "sigma": config.sigma}
+    edge_options = {
+        "edge_multiplier": config.edge_multiplier,
+        "map_multiplier": config.map_multiplier,
+        "invert": config.invert_weights,
+    }
     cache_dir = out_dir / "weight_map_cache"
     train_dataset = PatchDataset(
         [(image, labels) for image, labels, _ in train_stacks],
@@ -267,6 +274,8 @@ def train(
         samples_per_epoch=config.patches_per_epoch,
         augmentation=AugmentationConfig() if config.augment else None,
         weight_map_options=weight_map_options,
+        edge_options=edge_options,
+        max_background_fraction=config.max_background_fraction,
         voxel_sizes=[voxel_size for _, _, voxel_size in train_stacks],
         cache_dir=cache_dir,
         names=[f"train{i}" for i in range(len(train_stacks))],
@@ -277,6 +286,7 @@ def train(
         config.patch,
         samples_per_epoch=config.val_patches,
         weight_map_options=weight_map_options,
+        edge_options=edge_options,
         voxel_sizes=[voxel_size for _, _, voxel_size in val_stacks],
         cache_dir=cache_dir,
         names=[f"val{i}" for i in range(len(val_stacks))],
