@@ -7,14 +7,10 @@ Leaves a screenshot of the finished page in ``scratch/ui.png`` for a person to l
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 pytestmark = pytest.mark.browser
 
@@ -24,11 +20,10 @@ if not CHROMIUM.exists():
 playwright_sync = pytest.importorskip(
     "playwright.sync_api", reason="playwright is not installed: pip install playwright"
 )
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 
 from app.server import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
-from segmentation.model import LoadedModel, ModelCard, build_network  # noqa: E402
 from segmentation.synthetic import write_phantom  # noqa: E402
 
 CHROMIUM_ARGS = [
@@ -47,27 +42,12 @@ RESULT_TIMEOUT_MS = 90_000
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, object]]:
-    torch.manual_seed(0)
-    card = ModelCard(name="tiny-test", f_maps=4, num_levels=2)
-    model = LoadedModel(build_network(card).eval(), card, torch.device("cpu"))
-    app = create_app(model, Settings(results_dir=tmp_path_factory.mktemp("results")))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
-    )
-    uvicorn_server = uvicorn.Server(config)
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not uvicorn_server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert uvicorn_server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}/", app.state.manager
-    uvicorn_server.should_exit = True
-    thread.join(10)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_model, serve_app
+) -> Iterator[tuple[str, object]]:
+    app = create_app(tiny_model, Settings(results_dir=tmp_path_factory.mktemp("results")))
+    with serve_app(app) as url:
+        yield url, app.state.manager
 
 
 @pytest.fixture(scope="module")

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 gradio_client = pytest.importorskip("gradio_client")
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 
 from app.server import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from segmentation.errors import InputError  # noqa: E402
 from segmentation.io import read_stack  # noqa: E402
-from segmentation.model import LoadedModel, ModelCard, build_network  # noqa: E402
 from segmentation.parameters import (  # noqa: E402
     DEFAULT_PATCH,
     InferenceParameters,
@@ -32,32 +27,11 @@ STACK_SHAPE = (16, 96, 96)
 FAST = {"patch": "16,64,64", "min_size": 10}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    torch.manual_seed(0)
-    card = ModelCard(name="tiny-test", f_maps=4, num_levels=2)
-    model = LoadedModel(build_network(card).eval(), card, torch.device("cpu"))
-    app = create_app(model, Settings(results_dir=tmp_path_factory.mktemp("results")))
-    port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}/"
-    server.should_exit = True
-    thread.join(10)
+def server_url(tmp_path_factory: pytest.TempPathFactory, tiny_model, serve_app) -> Iterator[str]:
+    app = create_app(tiny_model, Settings(results_dir=tmp_path_factory.mktemp("results")))
+    with serve_app(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
