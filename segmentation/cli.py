@@ -401,6 +401,8 @@ def _run_train(arguments: argparse.Namespace) -> int:
         edge_multiplier=arguments.edge_multiplier,
         map_multiplier=arguments.map_multiplier,
         invert_weights=arguments.invert_weights,
+        boundary_mode=arguments.boundary_mode,
+        boundary_connectivity=arguments.connectivity,
         max_background_fraction=(
             None if arguments.keep_background_patches else TrainingConfig.max_background_fraction
         ),

@@ -357,3 +357,21 @@ def test_patch_dataset_items(tmp_path):
     window_item = grid[0]
     np.testing.assert_array_equal(window_item["target"][1].numpy(), labels[:, :32, :32] > 0)
     np.testing.assert_array_equal(window_item["image"].numpy(), image[:, :, :32, :32])
+
+
+def test_anisotropic_boundaries_mark_one_plane_between_planes():
+    from segmentation.training.targets import labels_to_boundaries
+
+    labels = np.zeros((4, 6, 6), dtype=np.int32)
+    labels[:2, :, :3] = 1  # two cells side by side in the lower planes
+    labels[:2, :, 3:] = 2
+    labels[2:, :, :] = 3  # one cell above both
+    boundaries = labels_to_boundaries(labels, mode="anisotropic")
+    # in-plane change between cells 1 and 2: columns 2 and 3 in planes 0 and 1
+    assert boundaries[0, :, 2].all() and boundaries[0, :, 3].all()
+    assert not boundaries[0, :, 0].any() and not boundaries[0, :, 5].any()
+    # the change between planes 1 and 2 marks plane 1 only
+    assert boundaries[1].all()
+    assert not boundaries[2].any() and not boundaries[3].any()
+    thick = labels_to_boundaries(labels, mode="thick", connectivity=1)
+    assert thick[2].all() and boundaries.sum() < thick.sum()

@@ -383,6 +383,8 @@ class PatchDataset(Dataset):
         Keyword arguments of ``unet_weight_map`` (``w0``, ``sigma``, ``class_balance``...).
     edge_options : dict, optional
         Keyword arguments of ``edge_weights`` (``edge_multiplier``, ``background_weight``...).
+    target_options : dict, optional
+        Keyword arguments of ``make_targets`` (``mode``, ``connectivity``).
     voxel_sizes : sequence of (z, y, x) or None, optional
         Voxel size of each stack, for anisotropic weight maps.
     cache_dir : Path, optional
@@ -407,6 +409,7 @@ class PatchDataset(Dataset):
         max_background_fraction: float | None = 0.98,
         weight_map_options: dict | None = None,
         edge_options: dict | None = None,
+        target_options: dict | None = None,
         voxel_sizes: Sequence[tuple[float, float, float] | None] | None = None,
         cache_dir: Path | None = None,
         names: Sequence[str] | None = None,
@@ -423,6 +426,7 @@ class PatchDataset(Dataset):
         self.max_background_fraction = max_background_fraction
         self.seed = int(seed)
         self.epoch = 0
+        self.target_options = dict(target_options or {})
         names = list(names) if names is not None else [f"stack{i}" for i in range(len(stacks))]
         voxel_sizes = list(voxel_sizes) if voxel_sizes is not None else [None] * len(stacks)
         if len(names) != len(stacks) or len(voxel_sizes) != len(stacks):
@@ -475,7 +479,7 @@ class PatchDataset(Dataset):
             weight_map = cached_weight_map(labels, Path(cache_dir), name, **options)
         else:
             weight_map = unet_weight_map(labels, **options)
-        targets = make_targets(labels)
+        targets = make_targets(labels, **self.target_options)
         weights = np.stack([edge_weights(targets[0], weight_map, **edge_options), weight_map])
         foreground_index = np.flatnonzero(targets[1])
         return _PreparedStack(image, targets.astype(np.uint8), weights, foreground_index)

@@ -75,6 +75,8 @@ class TrainingConfig:
     edge_multiplier: float = 2.0
     map_multiplier: float = 1.0
     invert_weights: bool = False
+    boundary_mode: str = "anisotropic"
+    boundary_connectivity: int = 2
     max_background_fraction: float | None = 0.98
     augment: bool = True
     name: str = "germseg-unet3d"
@@ -267,6 +269,7 @@ def train(
         "map_multiplier": config.map_multiplier,
         "invert": config.invert_weights,
     }
+    target_options = {"mode": config.boundary_mode, "connectivity": config.boundary_connectivity}
     cache_dir = out_dir / "weight_map_cache"
     train_dataset = PatchDataset(
         [(image, labels) for image, labels, _ in train_stacks],
@@ -275,6 +278,7 @@ def train(
         augmentation=AugmentationConfig() if config.augment else None,
         weight_map_options=weight_map_options,
         edge_options=edge_options,
+        target_options=target_options,
         max_background_fraction=config.max_background_fraction,
         voxel_sizes=[voxel_size for _, _, voxel_size in train_stacks],
         cache_dir=cache_dir,
@@ -287,6 +291,7 @@ def train(
         samples_per_epoch=config.val_patches,
         weight_map_options=weight_map_options,
         edge_options=edge_options,
+        target_options=target_options,
         voxel_sizes=[voxel_size for _, _, voxel_size in val_stacks],
         cache_dir=cache_dir,
         names=[f"val{i}" for i in range(len(val_stacks))],
