@@ -368,6 +368,20 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         help="factor of the weight map on boundary voxels (default %(default)s)",
     )
     parser.add_argument(
+        "--boundary-mode",
+        choices=("anisotropic", "thick", "inner", "outer"),
+        default=defaults.boundary_mode,
+        help="boundary target: anisotropic (both sides in-plane, one side between planes) or "
+        "skimage find_boundaries modes (default %(default)s)",
+    )
+    parser.add_argument(
+        "--connectivity",
+        type=int,
+        choices=(1, 2, 3),
+        default=defaults.boundary_connectivity,
+        help="neighbourhood of the thick/inner/outer boundary targets (default %(default)s)",
+    )
+    parser.add_argument(
         "--invert-weights",
         action="store_true",
         help="invert boundary weights (cell-background faces weigh most)",
