@@ -82,3 +82,18 @@ def test_fine_tuning_starts_from_given_weights(training_csv, tmp_path):
     summary = train(training_csv, tmp_path / "tuned", replace(TINY, epochs=1), init=base)
     assert summary.epochs_run == 1
     assert read_card(tmp_path / "tuned" / LAST_CHECKPOINT).training["init"] == str(base)
+
+
+def test_train_command_line(training_csv, tmp_path):
+    from segmentation.cli import main
+
+    status = main(
+        ["train", "--data", str(training_csv), "--out", str(tmp_path), "--epochs", "1",
+         "--patch", "8,48,48", "--batch", "2", "--patches-per-epoch", "2", "--f-maps", "8",
+         "--boundary-mode", "anisotropic", "--w0", "5", "--no-augment", "--name", "cli"]
+    )
+    assert status == 0
+    card = read_card(tmp_path / BEST_CHECKPOINT)
+    assert card.name == "cli"
+    assert card.training["config"]["boundary_mode"] == "anisotropic"
+    assert card.training["config"]["w0"] == 5
