@@ -52,8 +52,18 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="germseg-bench-"))
     shape = ",".join(map(str, arguments.shape))
     subprocess.run(
-        [sys.executable, "-m", "segmentation", "synth", "--out", str(work),
-         "--shape", shape, "--seed", str(arguments.seed)],
+        [
+            sys.executable,
+            "-m",
+            "segmentation",
+            "synth",
+            "--out",
+            str(work),
+            "--shape",
+            shape,
+            "--seed",
+            str(arguments.seed),
+        ],
         check=True,
     )
     inference = InferenceParameters()
@@ -96,8 +106,15 @@ def main() -> int:
         "adapted_rand_error": round(scores["adapted_rand_error"], 3),
     }
     if arguments.end_to_end:
-        command = [sys.executable, "-m", "segmentation", "segment", str(work / "image.tif"),
-                   "--out", str(work / "cli")]
+        command = [
+            sys.executable,
+            "-m",
+            "segmentation",
+            "segment",
+            str(work / "image.tif"),
+            "--out",
+            str(work / "cli"),
+        ]
         if arguments.weights:
             command += ["--weights", str(arguments.weights)]
         start = time.perf_counter()

@@ -89,25 +89,32 @@ def main() -> None:
         return result
 
     superpixels = timed(
-        "distance_transform_watershed", distance_transform_watershed, boundary,
-        threshold=DEFAULT_THRESHOLD, footprint=DEFAULT_FOOTPRINT, voxel_size=VOXEL_SIZE,
+        "distance_transform_watershed",
+        distance_transform_watershed,
+        boundary,
+        threshold=DEFAULT_THRESHOLD,
+        footprint=DEFAULT_FOOTPRINT,
+        voxel_size=VOXEL_SIZE,
     )
     graph = timed("region_graph", region_graph, superpixels, boundary, foreground)
     node_labels = timed("agglomerate", agglomerate, graph, DEFAULT_CUTOFF)
     timed("multicut (kernighan-lin)", multicut, graph, DEFAULT_CUTOFF)
-    timed("multicut (greedy-additive)", multicut, graph, DEFAULT_CUTOFF,
-          solver="greedy-additive")
+    timed("multicut (greedy-additive)", multicut, graph, DEFAULT_CUTOFF, solver="greedy-additive")
     cells = timed("project_node_labels", project_node_labels, superpixels, node_labels)
     cells = timed("remove_background", remove_background, cells, foreground)
     cells = timed("filter_by_size", filter_by_size, cells)
     cells = timed("relabel_sequential", relabel_sequential, cells)
 
-    print(f"super-pixels {graph.n_nodes - 1}, edges {graph.n_edges}, "
-          f"cells {int(node_labels.max())} -> {int(cells.max())} after post-processing")
+    print(
+        f"super-pixels {graph.n_nodes - 1}, edges {graph.n_edges}, "
+        f"cells {int(node_labels.max())} -> {int(cells.max())} after post-processing"
+    )
     for name, seconds in timings.items():
         print(f"{name:32s} {seconds:8.3f} s")
-    print(f"{'watershed + region_graph':32s} "
-          f"{timings['distance_transform_watershed'] + timings['region_graph']:8.3f} s")
+    print(
+        f"{'watershed + region_graph':32s} "
+        f"{timings['distance_transform_watershed'] + timings['region_graph']:8.3f} s"
+    )
     print(f"peak RSS {peak_rss_gib():.2f} GiB")
 
 

@@ -48,7 +48,11 @@ def cached_prediction(
     seed: int, shape, model, inference: InferenceParameters, cache: Path
 ) -> tuple[BoundaryPrediction, np.ndarray, tuple]:
     phantom = make_phantom(shape, seed)
-    key = f"{model.card.name}-{seed}-{'x'.join(map(str, shape))}-{inference.autocast}"
+    window = "x".join(map(str, inference.patch))
+    key = (
+        f"{model.card.name}-{seed}-{'x'.join(map(str, shape))}-{inference.autocast}"
+        f"-{window}-{inference.overlap}"
+    )
     path = cache / f"{key}.npz"
     if path.is_file():
         stored = np.load(path)
@@ -71,7 +75,7 @@ def cached_prediction(
 def sweep(prediction, truth, voxel_size, base: SegmentationParameters) -> list[dict]:
     """Scores over a grid; the watershed runs once per (threshold, footprint)."""
     rows = []
-    for threshold, footprint in itertools.product((0.3, 0.4, 0.5, 0.6), (9, 13, 17)):
+    for threshold, footprint in itertools.product((0.3, 0.4, 0.5, 0.6, 0.7), (9, 13, 17, 21, 25)):
         superpixels = distance_transform_watershed(
             prediction.boundary_probability,
             threshold=threshold,
@@ -82,7 +86,7 @@ def sweep(prediction, truth, voxel_size, base: SegmentationParameters) -> list[d
             superpixels, prediction.boundary_probability, prediction.foreground_probability
         )
         for method, cutoff in itertools.product(
-            ("agglomeration", "multicut"), (0.3, 0.4, 0.5, 0.6, 0.7)
+            ("agglomeration", "multicut"), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
         ):
             labels = project_node_labels(superpixels, partition(graph, cutoff, method))
             labels = remove_background(
@@ -110,6 +114,8 @@ def main() -> int:
     parser.add_argument("--shape", type=parse_triple, default=(25, 1024, 1024))
     parser.add_argument("--autocast", choices=("none", "bf16", "fp16"), default=None)
     parser.add_argument("--method", choices=("agglomeration", "multicut"), default=None)
+    parser.add_argument("--patch", type=parse_triple, default=None)
+    parser.add_argument("--overlap", type=float, default=None)
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--cache", type=Path, default=Path("scratch/prediction-cache"))
     parser.add_argument("--json", type=Path, default=None)
@@ -120,6 +126,10 @@ def main() -> int:
     inference = InferenceParameters()
     if arguments.autocast:
         inference = replace(inference, autocast=arguments.autocast)
+    if arguments.patch:
+        inference = replace(inference, patch=arguments.patch)
+    if arguments.overlap is not None:
+        inference = replace(inference, overlap=arguments.overlap)
     parameters = SegmentationParameters()
     if arguments.method:
         parameters = replace(parameters, method=arguments.method)
@@ -137,6 +147,8 @@ def main() -> int:
             "seed": seed,
             "shape": list(arguments.shape),
             "autocast": inference.autocast,
+            "patch": list(inference.patch),
+            "overlap": inference.overlap,
             "method": parameters.method,
             "network_seconds": round(prediction.seconds, 1),
             "postnetwork_seconds": round(seconds, 1),

@@ -16,6 +16,7 @@ from pathlib import Path
 from segmentation import __version__
 from segmentation.errors import GermsegError, InputError
 from segmentation.parameters import (
+    DEFAULT_AUTOCAST,
     DEFAULT_CUTOFF,
     DEFAULT_DEVICE,
     DEFAULT_FOOTPRINT,
@@ -136,6 +137,13 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=DEFAULT_DEVICE)
     parser.add_argument(
+        "--autocast",
+        choices=("auto", "none", "bf16", "fp16"),
+        default=DEFAULT_AUTOCAST,
+        help="network precision: auto = bfloat16 on CPU, float16 on GPU; none = float32 "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--weights",
         type=Path,
         default=None,
@@ -177,7 +185,10 @@ def _run_segment(arguments: argparse.Namespace) -> int:
             max_volume_um3=arguments.max_volume,
         )
         inference_parameters = InferenceParameters(
-            patch=arguments.patch, overlap=arguments.overlap, device=arguments.device
+            patch=arguments.patch,
+            overlap=arguments.overlap,
+            device=arguments.device,
+            autocast=arguments.autocast,
         )
         model = load_model(arguments.weights, device=arguments.device)
     except GermsegError as error:

@@ -11,6 +11,7 @@ from typing import Literal
 
 PartitionMethod = Literal["agglomeration", "multicut"]
 Device = Literal["auto", "cpu", "cuda"]
+Autocast = Literal["auto", "none", "bf16", "fp16"]
 
 #: Boundary probability above which a voxel counts as boundary for the distance transform.
 DEFAULT_THRESHOLD = 0.5
@@ -28,6 +29,8 @@ DEFAULT_PATCH: tuple[int, int, int] = (32, 256, 256)
 #: Fraction of overlap between neighbouring windows.
 DEFAULT_OVERLAP = 0.25
 DEFAULT_DEVICE: Device = "auto"
+#: Mixed precision of the network: "auto" is bfloat16 on a CPU, float16 on a GPU.
+DEFAULT_AUTOCAST: Autocast = "auto"
 #: Mean foreground probability under which a region is background (label 0).
 DEFAULT_FOREGROUND_THRESHOLD = 0.5
 #: Largest number of voxels (C excluded) a stack may have.
@@ -63,7 +66,7 @@ class InferenceParameters:
     overlap: float = DEFAULT_OVERLAP
     device: Device = DEFAULT_DEVICE
     batch_size: int = 2
-    autocast: Literal["none", "bf16", "fp16"] = "none"
+    autocast: Autocast = DEFAULT_AUTOCAST
 
     def as_dict(self) -> dict:
         return asdict(self)

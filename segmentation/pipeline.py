@@ -141,7 +141,7 @@ def predict(
         probabilities[card.foreground_channel] if card.foreground_channel is not None else None
     )
     seconds = time.perf_counter() - start
-    logger.info("network: %.1f s on %s", seconds, model.device)
+    logger.info("network: %.1f s on %s (%s)", seconds, model.device, parameters.autocast)
     return BoundaryPrediction(boundary, foreground, device=str(model.device), seconds=seconds)
 
 

@@ -112,3 +112,11 @@ def test_bad_parameters_are_rejected(kwargs, message):
     arguments = {"patch": (4, 8, 8), "overlap": 0.0, **kwargs}
     with pytest.raises(InputError, match=message):
         predict_probabilities(ConstantLogit(0.0), image, **arguments)
+
+
+def test_auto_autocast_is_bf16_on_cpu_and_fp16_on_gpu():
+    from segmentation.inference import resolve_autocast
+
+    assert resolve_autocast("auto", torch.device("cpu")) == "bf16"
+    assert resolve_autocast("auto", torch.device("cuda")) == "fp16"
+    assert resolve_autocast("none", torch.device("cpu")) == "none"

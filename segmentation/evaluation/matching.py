@@ -84,9 +84,7 @@ def check_iou_threshold(iou_threshold: float) -> float:
     """Return the threshold as float; raise InputError unless ``0 < iou_threshold <= 1``."""
     threshold = float(iou_threshold)
     if not 0.0 < threshold <= 1.0:
-        raise InputError(
-            f"IoU threshold {iou_threshold} is out of range; use a value in (0, 1]."
-        )
+        raise InputError(f"IoU threshold {iou_threshold} is out of range; use a value in (0, 1].")
     return threshold
 
 

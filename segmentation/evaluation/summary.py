@@ -39,9 +39,7 @@ DEFAULT_SIZE_BINS: tuple[float, ...] = (0, 5_000, 20_000, 100_000, math.inf)
 
 def _check_size_bins(size_bins: Sequence[float]) -> np.ndarray:
     edges = np.asarray(size_bins, dtype=np.float64)
-    if edges.ndim != 1 or edges.size < 2 or np.any(np.isnan(edges)) or np.any(
-        np.diff(edges) <= 0
-    ):
+    if edges.ndim != 1 or edges.size < 2 or np.any(np.isnan(edges)) or np.any(np.diff(edges) <= 0):
         raise InputError(
             f"Size bins {list(size_bins)} are invalid; give at least two strictly increasing "
             "edges in voxels, e.g. 0 5000 20000 100000 inf."

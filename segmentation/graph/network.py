@@ -62,8 +62,7 @@ def to_networkx(graph: RegionGraph, node_labels: np.ndarray | None = None) -> ne
     node_labels = np.asarray(node_labels)
     if node_labels.shape != (graph.n_nodes,):
         raise InputError(
-            f"node_labels must have one entry per node ({graph.n_nodes}), got "
-            f"{node_labels.shape}"
+            f"node_labels must have one entry per node ({graph.n_nodes}), got {node_labels.shape}"
         )
     cells, sizes, foreground = _merged_nodes(graph, node_labels)
     pairs, mean_boundary, contact_area = _merged_edges(graph, node_labels)
@@ -75,8 +74,6 @@ def to_networkx(graph: RegionGraph, node_labels: np.ndarray | None = None) -> ne
         result.add_node(int(cell), **attributes)
     result.add_edges_from(
         (int(u), int(v), {"mean_boundary": float(boundary), "contact_area": float(area)})
-        for (u, v), boundary, area in zip(
-            pairs.tolist(), mean_boundary, contact_area, strict=True
-        )
+        for (u, v), boundary, area in zip(pairs.tolist(), mean_boundary, contact_area, strict=True)
     )
     return result

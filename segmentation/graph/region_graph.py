@@ -110,8 +110,9 @@ def region_graph(
     node_size = np.bincount(flat, minlength=n_nodes).astype(np.int64)
     node_foreground = None
     if foreground_probability is not None:
-        foreground = _check_same_shape("foreground_probability", foreground_probability,
-                                       labels.shape)
+        foreground = _check_same_shape(
+            "foreground_probability", foreground_probability, labels.shape
+        )
         total = np.bincount(flat, weights=foreground.ravel(), minlength=n_nodes)
         with np.errstate(invalid="ignore", divide="ignore"):
             node_foreground = np.where(node_size > 0, total / node_size, np.nan)
@@ -170,8 +171,7 @@ def cell_neighbours(graph: RegionGraph, node_labels: np.ndarray) -> dict[int, li
     node_labels = np.asarray(node_labels)
     if node_labels.shape != (graph.n_nodes,):
         raise InputError(
-            f"node_labels must have one entry per node ({graph.n_nodes}), got "
-            f"{node_labels.shape}"
+            f"node_labels must have one entry per node ({graph.n_nodes}), got {node_labels.shape}"
         )
     cells = np.unique(node_labels[graph.node_size > 0])
     neighbours: dict[int, list[int]] = {int(cell): [] for cell in cells if cell != 0}

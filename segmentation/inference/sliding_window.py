@@ -63,11 +63,19 @@ def _batches(windows: list[Window], batch_size: int) -> Iterator[list[Window]]:
         yield windows[start : start + batch_size]
 
 
+def resolve_autocast(autocast: str, device: torch.device) -> str:
+    """``"auto"`` → bfloat16 on a CPU, float16 on a GPU; other values are checked and kept."""
+    if autocast == "auto":
+        return "bf16" if device.type == "cpu" else "fp16"
+    if autocast != "none" and autocast not in _AUTOCAST_DTYPES:
+        raise InputError(f"unknown autocast {autocast!r}: use auto, none, bf16 or fp16")
+    return autocast
+
+
 def _autocast_context(device: torch.device, autocast: str) -> contextlib.AbstractContextManager:
+    autocast = resolve_autocast(autocast, device)
     if autocast == "none":
         return contextlib.nullcontext()
-    if autocast not in _AUTOCAST_DTYPES:
-        raise InputError(f"unknown autocast {autocast!r}: use none, bf16 or fp16")
     return torch.autocast(device_type=device.type, dtype=_AUTOCAST_DTYPES[autocast])
 
 
@@ -102,8 +110,9 @@ def predict_probabilities(
         Windows per forward pass.
     device : torch.device or str
         Where the network runs; the blended output stays in host memory.
-    autocast : {"none", "bf16", "fp16"}
-        Mixed precision for the forward pass.
+    autocast : {"auto", "none", "bf16", "fp16"}
+        Mixed precision for the forward pass; ``"auto"`` is bfloat16 on a CPU and float16
+        on a GPU.
     progress : callable(done, total), optional
         Called with the number of windows done after each batch.
 

@@ -144,9 +144,7 @@ def write_preview_gif(
     for index, frame in enumerate(mosaic_source):
         mosaic.paste(frame, (0, index * frame.height))
     palette = mosaic.quantize(colors=255, method=Image.Quantize.FASTOCTREE)
-    quantized = [
-        frame.quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames
-    ]
+    quantized = [frame.quantize(palette=palette, dither=Image.Dither.NONE) for frame in frames]
     quantized[0].save(
         path,
         format="GIF",

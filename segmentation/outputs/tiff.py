@@ -63,9 +63,7 @@ def _write_ome(path: Path, volume: np.ndarray, voxel_size: VoxelSize | None) -> 
     )
 
 
-def write_labels(
-    path: str | Path, labels: np.ndarray, voxel_size: VoxelSize | None = None
-) -> Path:
+def write_labels(path: str | Path, labels: np.ndarray, voxel_size: VoxelSize | None = None) -> Path:
     """Write a (Z, Y, X) label volume (0 = background) as a compressed TIFF.
 
     uint16 ImageJ hyperstack when ``labels.max() <= 65535``, else uint32 OME-TIFF.

@@ -51,9 +51,9 @@ class Profiles:
 
     def cell_size(self, arc: np.ndarray) -> np.ndarray:
         p = self.params
-        return p.cell_size_distal + (
-            p.cell_size_transition - p.cell_size_distal
-        ) * self.maturity(arc)
+        return p.cell_size_distal + (p.cell_size_transition - p.cell_size_distal) * self.maturity(
+            arc
+        )
 
     def z(self, arc: np.ndarray) -> np.ndarray:
         """Z centre of the tube, in slices."""
@@ -165,9 +165,7 @@ def voronoi_ids(
     gz = np.round(seeds.positions[:, 0] + pad_z).astype(np.int64)
     gy = np.round((seeds.positions[:, 1] + pad_xy) / f).astype(np.int64)
     gx = np.round((seeds.positions[:, 2] + pad_xy) / f).astype(np.int64)
-    keep = (
-        (gz >= 0) & (gz < grid[0]) & (gy >= 0) & (gy < grid[1]) & (gx >= 0) & (gx < grid[2])
-    )
+    keep = (gz >= 0) & (gz < grid[0]) & (gy >= 0) & (gy < grid[1]) & (gx >= 0) & (gx < grid[2])
     if not keep.any():
         return np.zeros(shape, np.uint32)
     seed_image = np.zeros(grid, np.uint32)
@@ -192,9 +190,7 @@ def voronoi_ids(
     return ids
 
 
-def oocyte_boundaries(
-    rng: np.random.Generator, profiles: Profiles, arc_max: float
-) -> np.ndarray:
+def oocyte_boundaries(rng: np.random.Generator, profiles: Profiles, arc_max: float) -> np.ndarray:
     """Arc lengths of the faces between oocytes, from the start of the oocyte zone."""
     p = profiles.params
     faces = [profiles.oocyte_start]
@@ -266,11 +262,7 @@ def build_cells(
     seeds = place_seeds(rng, centreline, profiles, arc_range, origin)
     n_seeds = len(seeds.positions)
     raw = voronoi_ids(rng, seeds, (depth, height, width), params.z_ratio, params.warp_amplitude)
-    face_base = (
-        arc
-        + params.oocyte_tilt * offset
-        + smooth_field(rng, (height, width), 32.0, 3.0)
-    )
+    face_base = arc + params.oocyte_tilt * offset + smooth_field(rng, (height, width), 32.0, 3.0)
     dome = params.oocyte_dome * radius
     rachis_limit = profiles.rachis(arc) ** 2
     faces = oocyte_boundaries(rng, profiles, max(arc_range[1], profiles.oocyte_start) + 200)

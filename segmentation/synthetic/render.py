@@ -144,9 +144,7 @@ def render_channels(
     membrane_signal = tissue * (1 - np.float32(params.membrane_nucleus_darkness) * nucleus)
     membrane_signal += np.float32(0.5 * params.autofluorescence)
     # a 2-voxel membrane keeps ~60 % of its peak after the blur
-    membrane_signal += membrane_map(layout, params) * np.float32(
-        (params.membrane_ratio - 1) / 0.6
-    )
+    membrane_signal += membrane_map(layout, params) * np.float32((params.membrane_ratio - 1) / 0.6)
     membrane_signal *= _grain(rng, labels.shape, params.membrane_grain)
     membrane_signal *= np.float32(params.membrane_cytoplasm_level)
     return cytoplasm, membrane_signal

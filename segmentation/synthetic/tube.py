@@ -177,9 +177,7 @@ def tube_maps(
         return TubeMaps(arc=far, offset=far)
     index = np.full(canvas_shape, -1, np.int64)
     index[rows[keep], cols[keep]] = np.flatnonzero(keep)
-    nearest = ndi.distance_transform_edt(
-        index < 0, return_distances=False, return_indices=True
-    )
+    nearest = ndi.distance_transform_edt(index < 0, return_distances=False, return_indices=True)
     sl = (slice(margin, margin + shape[0]), slice(margin, margin + shape[1]))
     point_id = index[nearest[0][sl], nearest[1][sl]]
     yy, xx = np.meshgrid(

@@ -74,9 +74,7 @@ class TrainingPair:
 def _parse_split(value: str, where: str) -> str | None:
     key = value.strip().lower()
     if key not in _SPLIT_VALUES:
-        raise InputError(
-            f"{where}: unknown split {value!r}; use train, val, test (or TRUE/FALSE)"
-        )
+        raise InputError(f"{where}: unknown split {value!r}; use train, val, test (or TRUE/FALSE)")
     return _SPLIT_VALUES[key]
 
 

@@ -139,9 +139,7 @@ def unet_weight_map(
     if not 0 < tolerance < 1:
         raise InputError(f"tolerance must be in (0, 1), got {tolerance}")
     base = (
-        class_balance_weights(labels)
-        if class_balance
-        else np.ones(labels.shape, dtype=np.float32)
+        class_balance_weights(labels) if class_balance else np.ones(labels.shape, dtype=np.float32)
     )
     if w0 == 0 or labels.max() == 0:
         return base

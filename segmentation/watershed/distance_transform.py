@@ -131,9 +131,7 @@ def _dissolve_small(superpixels: np.ndarray, height: np.ndarray, min_size: int) 
         return superpixels
     removed = small[superpixels]
     seeds = np.where(removed, np.uint32(0), superpixels)
-    reflooded = bioimage_cpp.segmentation.watershed(
-        height, seeds, mask=_with_neighbours(removed)
-    )
+    reflooded = bioimage_cpp.segmentation.watershed(height, seeds, mask=_with_neighbours(removed))
     return np.where(removed, reflooded, superpixels)
 
 
