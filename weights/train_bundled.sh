@@ -10,7 +10,7 @@ DATA=${1:-runs/bundled-data}
 RUN=${2:-runs/bundled}
 N_STACKS=${N_STACKS:-80}
 EPOCHS_STAGE1=${EPOCHS_STAGE1:-44}
-EPOCHS_STAGE2=${EPOCHS_STAGE2:-40}
+EPOCHS_STAGE2=${EPOCHS_STAGE2:-27}
 
 mkdir -p "$DATA"
 python - "$DATA" "$N_STACKS" <<'PY'
