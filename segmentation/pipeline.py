@@ -23,7 +23,7 @@ from segmentation.graph import (
     project_node_labels,
     region_graph,
 )
-from segmentation.inference import predict_probabilities
+from segmentation.inference import predict_probabilities, tissue_mask
 from segmentation.io import Stack, normalize_percentile, read_stack
 from segmentation.model import LoadedModel
 from segmentation.outputs import (
@@ -140,6 +140,10 @@ def predict(
     foreground = (
         probabilities[card.foreground_channel] if card.foreground_channel is not None else None
     )
+    if foreground is not None:
+        mask = tissue_mask(stack.image)
+        if mask is not None:
+            foreground *= mask
     seconds = time.perf_counter() - start
     logger.info("network: %.1f s on %s (%s)", seconds, model.device, parameters.autocast)
     return BoundaryPrediction(boundary, foreground, device=str(model.device), seconds=seconds)

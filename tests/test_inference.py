@@ -120,3 +120,24 @@ def test_auto_autocast_is_bf16_on_cpu_and_fp16_on_gpu():
     assert resolve_autocast("auto", torch.device("cpu")) == "bf16"
     assert resolve_autocast("auto", torch.device("cuda")) == "fp16"
     assert resolve_autocast("none", torch.device("cpu")) == "none"
+
+
+def test_tissue_mask_keeps_tissue_and_drops_empty_field():
+    from segmentation.inference import tissue_mask
+
+    rng = np.random.default_rng(0)
+    image = rng.poisson(100, size=(2, 6, 128, 128)).astype(np.float32)  # camera noise
+    image[:, :, 32:96, 40:100] += 1500  # tissue
+    image[:, :, 60:68, 64:72] -= 1400  # a dark nucleus inside it
+    mask = tissue_mask(image)
+    assert mask is not None and mask.shape == (6, 128, 128)
+    assert mask[:, 32:96, 40:100].all()  # tissue and the nucleus hole are kept
+    assert not mask[:, :8, :8].any() and not mask[:, 120:, 120:].any()
+
+
+def test_tissue_mask_leaves_stacks_without_background_alone():
+    from segmentation.inference import tissue_mask
+
+    rng = np.random.default_rng(1)
+    image = rng.normal(1000, 150, size=(2, 6, 64, 64)).astype(np.float32)
+    assert tissue_mask(image) is None

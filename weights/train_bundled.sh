@@ -40,3 +40,7 @@ germseg train --data "$DATA/data.csv" --out "$RUN-stage2" --epochs "$EPOCHS_STAG
   --patch 24,128,128 --batch 2 --lr 5e-4 --bf16 --seed 1 --patches-per-epoch 64 \
   --patience 12 --boundary-mode anisotropic --w0 5 \
   --name germseg-unet3d-phantom-v1 --device cpu
+
+cp "$RUN-stage2/best_checkpoint.pytorch" weights/germseg_unet3d.pt
+cp "$RUN-stage2/best_checkpoint.json" weights/germseg_unet3d.json
+# The card's "metrics" come from: python benchmarks/eval_model.py --seeds 10000-10003

@@ -9,11 +9,13 @@ from segmentation.inference.sliding_window import (
     sliding_windows,
     window_starts,
 )
+from segmentation.inference.tissue_mask import tissue_mask
 
 __all__ = [
     "gaussian_importance",
     "predict_probabilities",
     "resolve_autocast",
     "sliding_windows",
+    "tissue_mask",
     "window_starts",
 ]
