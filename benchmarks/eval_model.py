@@ -72,10 +72,17 @@ def cached_prediction(
     return prediction, phantom.labels, phantom.voxel_size
 
 
-def sweep(prediction, truth, voxel_size, base: SegmentationParameters) -> list[dict]:
+def sweep(
+    prediction,
+    truth,
+    voxel_size,
+    base: SegmentationParameters,
+    thresholds=(0.3, 0.4, 0.5, 0.6, 0.7),
+    footprints=(9, 13, 17, 21, 25),
+) -> list[dict]:
     """Scores over a grid; the watershed runs once per (threshold, footprint)."""
     rows = []
-    for threshold, footprint in itertools.product((0.3, 0.4, 0.5, 0.6, 0.7), (9, 13, 17, 21, 25)):
+    for threshold, footprint in itertools.product(thresholds, footprints):
         superpixels = distance_transform_watershed(
             prediction.boundary_probability,
             threshold=threshold,
@@ -117,6 +124,8 @@ def main() -> int:
     parser.add_argument("--patch", type=parse_triple, default=None)
     parser.add_argument("--overlap", type=float, default=None)
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument("--sweep-thresholds", default="0.3,0.4,0.5,0.6,0.7")
+    parser.add_argument("--sweep-footprints", default="9,13,17,21,25")
     parser.add_argument("--cache", type=Path, default=Path("scratch/prediction-cache"))
     parser.add_argument("--json", type=Path, default=None)
     arguments = parser.parse_args()
@@ -163,7 +172,14 @@ def main() -> int:
             "per_threshold": scores["per_threshold"],
         }
         if arguments.sweep:
-            row["sweep"] = sweep(prediction, truth, voxel_size, parameters)
+            row["sweep"] = sweep(
+                prediction,
+                truth,
+                voxel_size,
+                parameters,
+                tuple(float(t) for t in arguments.sweep_thresholds.split(",")),
+                tuple(int(f) for f in arguments.sweep_footprints.split(",")),
+            )
         logger.info(
             "seed %d: F1@0.5 %.3f, ARand %.3f, %d/%d cells, merges %d, splits %d",
             seed,
