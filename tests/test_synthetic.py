@@ -46,10 +46,11 @@ def test_types_shapes_and_range(small_phantoms):
 
 def test_labels_are_sequential_and_present(small_phantoms):
     for phantom in small_phantoms:
-        present = np.unique(phantom.labels)
-        assert present[0] == 0
-        assert len(present) >= 4, "a small window should still show several cells"
-        np.testing.assert_array_equal(present, np.arange(len(present)))
+        cells = np.unique(phantom.labels[phantom.labels > 0])
+        assert len(cells) >= 1, "a small window onto the gonad shows at least one cell"
+        np.testing.assert_array_equal(cells, np.arange(1, len(cells) + 1))
+    # windows onto oocytes show only a few (large) cells; those onto germ cells show many
+    assert sum(int(phantom.labels.max()) for phantom in small_phantoms) >= 20
 
 
 def test_every_label_is_3d_connected(small_phantoms):

@@ -68,6 +68,7 @@ class PhantomParameters:
     offset: float
     gain: float
     read_noise: float
+    field_coverage: float  # fraction of the field's area within a tube radius of the centreline
 
     @classmethod
     def sample(cls, rng: np.random.Generator, variation: float) -> PhantomParameters:
@@ -77,7 +78,7 @@ class PhantomParameters:
             return vary(rng, canonical, low, high, variation)
 
         radius_distal = v(130.0, 100.0, 165.0)
-        cell_size_distal = v(34.0, 26.0, 44.0)
+        cell_size_distal = v(36.0, 28.0, 46.0)
         faint = rng.uniform() < 0.2 * variation
         membrane_ratio = v(2.0, 1.15, 1.5) if faint else v(2.0, 1.5, 3.0)
         return cls(
@@ -85,7 +86,7 @@ class PhantomParameters:
             pixel_um=v(0.15, 0.1, 0.2),
             radius_distal=radius_distal,
             radius_proximal=radius_distal * v(1.15, 1.0, 1.35),
-            tube_height=v(0.75, 0.5, 1.1),
+            tube_height=v(1.0, 0.7, 1.4),
             rachis_radius=v(0.45, 0.35, 0.6),
             cell_size_distal=cell_size_distal,
             cell_size_transition=cell_size_distal * v(2.0, 1.5, 2.6),
@@ -124,4 +125,5 @@ class PhantomParameters:
             offset=v(100.0, 40.0, 250.0),
             gain=v(1.5, 0.5, 4.0),
             read_noise=v(4.0, 1.5, 10.0),
+            field_coverage=v(0.7, 0.5, 0.85),
         )

@@ -1,9 +1,12 @@
 """Synthetic two-channel germline phantoms with ground-truth labels.
 
 A phantom is a window onto a virtual full-size field (at least 1024 x 1024 pixels) through
-which a curved gonad tube runs: small germ cells in a layer around a rachis at the distal
-end, growing through a transition zone into a single row of coin-like oocytes. Sizes are in
-full-scale pixels, so a small phantom looks like a crop of a full stack.
+which a curved gonad tube runs, often folded back on itself as in the gonad's loop: small
+germ cells in a layer around a rachis at the distal end, growing through a transition zone
+into a single row of coin-like oocytes. The tube fills most of the stack's depth; about
+30-45 % of a full-size field is background (55-70 % of the volume, counting the rachis),
+with a few hundred to about 1,500 cells. Sizes are in full-scale pixels, so a small phantom
+looks like a crop of a full stack.
 """
 
 from __future__ import annotations
@@ -101,7 +104,9 @@ def make_phantom(
     rng = np.random.default_rng(seed)
     params = PhantomParameters.sample(rng, variation)
     field = (max(height, FIELD_SIZE), max(width, FIELD_SIZE))
-    centreline = make_centreline(rng, field, params.radius_distal, variation)
+    centreline = make_centreline(
+        rng, field, params.radius_distal, variation, coverage=params.field_coverage
+    )
     origin = (0, 0)
     if (height, width) != field:
         origin = _window_origin(rng, centreline.points, field, (height, width), 60.0)

@@ -64,9 +64,10 @@ def make_centreline(
     radius: float,
     variation: float,
     *,
+    coverage: float = 0.6,
     attempts: int = 12,
 ) -> Centreline:
-    """Draw a smooth random path that crosses the field, covering about 60 % of it.
+    """Draw a smooth random path that crosses the field, covering about ``coverage`` of it.
 
     Parameters
     ----------
@@ -75,9 +76,12 @@ def make_centreline(
     field : (int, int)
         Size (Y, X) of the virtual field.
     radius : float
-        Typical tube radius (pixels), used to aim for ~60 % coverage of the field.
+        Typical tube radius (pixels), used to aim for ``coverage`` of the field.
     variation : float
         0 gives the canonical gently curved path, 1 the full variety.
+    coverage : float
+        Fraction of the field within ``radius`` of the path that the best of ``attempts``
+        random paths comes closest to.
 
     Returns
     -------
@@ -102,6 +106,13 @@ def make_centreline(
         turned = np.cumsum(curvature) * STEP
         curvature[np.abs(turned) > 1.25 * np.pi] = 0.0
         margin = 2.5 * radius
+        hairpin = rng.uniform() < 0.5 * variation
+        turn_radius = rng.uniform(1.45, 1.9) * radius
+        turn_start = margin + rng.uniform(0.3, 0.8) * size
+        if hairpin:
+            # a folded arm: nearly straight in, a half turn, nearly straight back out
+            in_turn = (s >= turn_start) & (s < turn_start + np.pi * turn_radius)
+            curvature = np.where(in_turn, np.sign(bend) / turn_radius, 0.25 * curvature)
         if side < 1 or variation == 0:
             start, heading0 = np.array([along * field[0], -margin]), 0.0
         elif side < 2:
@@ -114,11 +125,11 @@ def make_centreline(
         inside = _inside(points, field)
         if not inside.any():
             continue
-        score = abs(_coverage(points, radius, field) - 0.6)
+        score = abs(_coverage(points, radius, field) - coverage)
         if best is None or score < best[0]:
             best = (score, points)
     if best is None:
-        return make_centreline(rng, field, radius, 0.0)
+        return make_centreline(rng, field, radius, 0.0, coverage=coverage)
     points = best[1]
     inside = np.flatnonzero(_inside(points, field))
     end = min(len(points), inside[-1] + int(3 * radius / STEP))
