@@ -3,10 +3,10 @@
 A phantom is a window onto a virtual full-size field (at least 1024 x 1024 pixels) through
 which a curved gonad tube runs, often folded back on itself as in the gonad's loop: small
 germ cells in a layer around a rachis at the distal end, growing through a transition zone
-into a single row of coin-like oocytes. The tube fills most of the stack's depth; about
-30-45 % of a full-size field is background (55-70 % of the volume, counting the rachis),
-with a few hundred to about 1,500 cells. Sizes are in full-scale pixels, so a small phantom
-looks like a crop of a full stack.
+into a single row of coin-like oocytes. The tube fills much of the stack's depth; about
+45-65 % of a full-size field's area is background (55-80 % of the volume, counting the
+rachis, which is labelled 0), with about 200 to 1,600 cells. Sizes are in full-scale pixels,
+so a small phantom looks like a crop of a full stack.
 """
 
 from __future__ import annotations
