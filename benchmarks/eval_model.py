@@ -13,6 +13,7 @@ seeds from 20000 for tuning the post-network defaults. Network outputs are cache
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import logging
@@ -25,12 +26,15 @@ import numpy as np
 
 from segmentation.cli import parse_triple
 from segmentation.evaluation import evaluate_segmentation
-from segmentation.graph import partition, project_node_labels, region_graph
 from segmentation.io import Stack
 from segmentation.model import load_model
 from segmentation.parameters import InferenceParameters, SegmentationParameters
-from segmentation.pipeline import BoundaryPrediction, predict, segment_from_boundaries
-from segmentation.postprocess import filter_by_size, relabel_sequential, remove_background
+from segmentation.pipeline import (
+    BoundaryPrediction,
+    cells_from_superpixels,
+    predict,
+    segment_from_boundaries,
+)
 from segmentation.synthetic import make_phantom
 from segmentation.watershed import distance_transform_watershed
 
@@ -49,9 +53,15 @@ def cached_prediction(
 ) -> tuple[BoundaryPrediction, np.ndarray, tuple]:
     phantom = make_phantom(shape, seed)
     window = "x".join(map(str, inference.patch))
+    # the key names the exact weights and the exact phantom, so that neither a retrained
+    # model nor a changed generator can pick up stale predictions
+    weights = hashlib.sha256()
+    for tensor in model.network.state_dict().values():
+        weights.update(tensor.detach().cpu().numpy().tobytes())
+    image = hashlib.sha256(phantom.image.tobytes()).hexdigest()[:10]
     key = (
-        f"{model.card.name}-{seed}-{'x'.join(map(str, shape))}-{inference.autocast}"
-        f"-{window}-{inference.overlap}"
+        f"{model.card.name}-{weights.hexdigest()[:10]}-{seed}-{image}"
+        f"-{'x'.join(map(str, shape))}-{inference.autocast}-{window}-{inference.overlap}"
     )
     path = cache / f"{key}.npz"
     if path.is_file():
@@ -89,17 +99,11 @@ def sweep(
             footprint=footprint,
             voxel_size=voxel_size,
         )
-        graph = region_graph(
-            superpixels, prediction.boundary_probability, prediction.foreground_probability
-        )
         for method, cutoff in itertools.product(
             ("agglomeration", "multicut"), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
         ):
-            labels = project_node_labels(superpixels, partition(graph, cutoff, method))
-            labels = remove_background(
-                labels, prediction.foreground_probability, base.foreground_threshold
-            )
-            labels = relabel_sequential(filter_by_size(labels, min_size=base.min_size))
+            parameters = replace(base, method=method, cutoff=cutoff)
+            labels = cells_from_superpixels(superpixels, prediction, parameters, voxel_size).labels
             scores = evaluate_segmentation(truth, labels)
             rows.append(
                 {

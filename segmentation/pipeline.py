@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from segmentation.graph import (
     partition,
     project_node_labels,
     region_graph,
+    separate_background,
 )
 from segmentation.inference import predict_probabilities, tissue_mask
 from segmentation.io import Stack, normalize_percentile, read_stack
@@ -156,6 +157,8 @@ def segment_from_boundaries(
 ) -> SegmentationResult:
     """Turn boundary (and foreground) probabilities into one label per cell.
 
+    Runs the distance-transform watershed, then :func:`cells_from_superpixels`.
+
     Parameters
     ----------
     prediction : BoundaryPrediction
@@ -170,8 +173,6 @@ def segment_from_boundaries(
     SegmentationResult
     """
     parameters = parameters or SegmentationParameters()
-    timings: dict[str, float] = {}
-
     start = time.perf_counter()
     superpixels = distance_transform_watershed(
         prediction.boundary_probability,
@@ -179,13 +180,56 @@ def segment_from_boundaries(
         footprint=parameters.footprint,
         voxel_size=voxel_size,
     )
-    timings["watershed"] = time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    result = cells_from_superpixels(superpixels, prediction, parameters, voxel_size)
+    return replace(result, timings={"watershed": seconds, **result.timings})
+
+
+def cells_from_superpixels(
+    superpixels: np.ndarray,
+    prediction: BoundaryPrediction,
+    parameters: SegmentationParameters | None = None,
+    voxel_size: tuple[float, float, float] | None = None,
+) -> SegmentationResult:
+    """Merge super-pixels into cells and post-process them.
+
+    Builds the region adjacency graph; with a foreground probability, super-pixels whose
+    mean foreground is below ``foreground_threshold`` are background and never merge with
+    anything (:func:`~segmentation.graph.separate_background`). The rest is partitioned by
+    ``method`` at ``cutoff``; then background segments are removed, size limits applied and
+    labels made consecutive.
+
+    Parameters
+    ----------
+    superpixels : ndarray of int, shape (Z, Y, X)
+        Over-segmentation, e.g. from :func:`~segmentation.watershed.distance_transform_watershed`.
+    prediction : BoundaryPrediction
+        Network output (or oracle boundaries).
+    parameters : SegmentationParameters, optional
+        Cutoff, method, foreground threshold, size limits (threshold and footprint are not
+        used here).
+    voxel_size : tuple of float, optional
+        (z, y, x) in µm, for µm³ size limits.
+
+    Returns
+    -------
+    SegmentationResult
+    """
+    parameters = parameters or SegmentationParameters()
+    timings: dict[str, float] = {}
 
     start = time.perf_counter()
     graph = region_graph(
         superpixels, prediction.boundary_probability, prediction.foreground_probability
     )
-    node_labels = partition(graph, cutoff=parameters.cutoff, method=parameters.method)
+    if graph.node_foreground is not None:
+        cell_graph, background_nodes = separate_background(
+            graph, parameters.foreground_threshold
+        )
+        node_labels = partition(cell_graph, cutoff=parameters.cutoff, method=parameters.method)
+        node_labels[background_nodes] = 0
+    else:
+        node_labels = partition(graph, cutoff=parameters.cutoff, method=parameters.method)
     labels = project_node_labels(superpixels, node_labels)
     timings["graph"] = time.perf_counter() - start
 

@@ -16,8 +16,11 @@ from segmentation.graph import (
     probabilities_to_costs,
     project_node_labels,
     region_graph,
+    separate_background,
     to_networkx,
 )
+from segmentation.parameters import SegmentationParameters
+from segmentation.pipeline import BoundaryPrediction, cells_from_superpixels
 from segmentation.watershed import distance_transform_watershed
 
 
@@ -192,3 +195,38 @@ def test_to_networkx_merged_cell_graph_aggregates_edges():
     assert cells.number_of_edges() == 1
     assert cells.edges[1, 2]["contact_area"] == 40
     assert cells.edges[1, 2]["mean_boundary"] == pytest.approx((0.9 * 10 + 0.5 * 30) / 40)
+
+
+def test_separate_background_cuts_every_edge_of_background_nodes():
+    graph = chain_graph([0.1, 0.1, 0.9])  # nodes 1 - 2 - 3 - 4
+    foreground = np.array([np.nan, 0.9, 0.2, 0.9, 0.8])
+    graph = RegionGraph(**{**graph.__dict__, "node_foreground": foreground})
+    separated, background = separate_background(graph, foreground_threshold=0.5)
+    np.testing.assert_array_equal(background, [True, False, True, False, False])
+    np.testing.assert_array_equal(separated.edges, [[3, 4]])
+    np.testing.assert_allclose(separated.mean_boundary, [0.9])
+    # without the cut, the weak boundaries through the background node join cells 1 and 3
+    assert len(set(agglomerate(graph, 0.5)[1:4])) == 1
+    labels = agglomerate(separated, 0.5)
+    assert labels[1] != labels[3] and labels[3] != labels[4]
+
+
+def test_separate_background_needs_foreground():
+    with pytest.raises(InputError, match="foreground_probability"):
+        separate_background(chain_graph([0.1]), 0.5)
+
+
+def test_cell_touching_background_without_boundary_survives():
+    """A cell whose face to a large background region (such as the rachis) shows no boundary
+    is kept: merged with the background it would be dropped as background as a whole."""
+    superpixels = np.zeros((4, 20, 40), dtype=np.uint32)
+    superpixels[:, :, :10] = 1  # cell
+    superpixels[:, :, 10:] = 2  # background, four times the cell's volume
+    boundary = np.zeros(superpixels.shape, dtype=np.float32)
+    foreground = np.where(superpixels == 1, 0.95, 0.1).astype(np.float32)
+    prediction = BoundaryPrediction(boundary, foreground)
+    result = cells_from_superpixels(
+        superpixels, prediction, SegmentationParameters(min_size=1, cutoff=0.5)
+    )
+    assert result.n_cells == 1
+    np.testing.assert_array_equal(result.labels > 0, superpixels == 1)

@@ -9,6 +9,7 @@ from segmentation.graph.region_graph import (
     cell_neighbours,
     project_node_labels,
     region_graph,
+    separate_background,
 )
 
 __all__ = [
@@ -20,5 +21,6 @@ __all__ = [
     "probabilities_to_costs",
     "project_node_labels",
     "region_graph",
+    "separate_background",
     "to_networkx",
 ]

@@ -126,6 +126,46 @@ def region_graph(
     )
 
 
+def separate_background(
+    graph: RegionGraph, foreground_threshold: float
+) -> tuple[RegionGraph, np.ndarray]:
+    """Cut every edge that joins a background super-pixel to any other.
+
+    A super-pixel is background when its mean foreground probability is below
+    ``foreground_threshold``. Partitioning the returned graph can then never merge a cell
+    with background (such as the rachis) into one segment that is later dropped as
+    background as a whole, or kept with the background glued on.
+
+    Parameters
+    ----------
+    graph : RegionGraph
+        Graph with ``node_foreground``.
+    foreground_threshold : float
+        Mean foreground probability below which a super-pixel is background.
+
+    Returns
+    -------
+    RegionGraph
+        The graph without the edges that touch background nodes.
+    ndarray of bool, shape (n_nodes,)
+        True for background nodes (empty node ids included).
+    """
+    if graph.node_foreground is None:
+        raise InputError("separate_background needs a graph built with foreground_probability")
+    foreground = np.nan_to_num(graph.node_foreground, nan=0.0)
+    background = (foreground < foreground_threshold) | (graph.node_size == 0)
+    keep = ~(background[graph.edges[:, 0]] | background[graph.edges[:, 1]])
+    separated = RegionGraph(
+        n_nodes=graph.n_nodes,
+        edges=graph.edges[keep],
+        mean_boundary=graph.mean_boundary[keep],
+        contact_area=graph.contact_area[keep],
+        node_size=graph.node_size,
+        node_foreground=graph.node_foreground,
+    )
+    return separated, background
+
+
 def project_node_labels(superpixels: np.ndarray, node_labels: np.ndarray) -> np.ndarray:
     """Paint each super-pixel with the label of its node: ``node_labels[superpixels]``.
 
