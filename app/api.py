@@ -14,6 +14,7 @@ from segmentation.errors import InputError
 from segmentation.parameters import (
     DEFAULT_CUTOFF,
     DEFAULT_FOOTPRINT,
+    DEFAULT_FRAGMENT_RATIO,
     DEFAULT_MAX_SIZE,
     DEFAULT_METHOD,
     DEFAULT_MIN_SIZE,
@@ -70,6 +71,10 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
             float | None,
             Form(description="Largest cell in µm³; needs the voxel size in the file"),
         ] = SEGMENTATION_DEFAULTS.max_volume_um3,
+        fragment_ratio: Annotated[
+            float,
+            Form(description="Merge segments up to this fraction of the cell they mostly touch"),
+        ] = DEFAULT_FRAGMENT_RATIO,
         patch: Annotated[str, Form(description="Network window Z,Y,X")] = DEFAULT_PATCH_TEXT,
         overlap: Annotated[float, Form()] = DEFAULT_OVERLAP,
         channels: Annotated[str | None, Form(description="Source channels I,J")] = None,
@@ -81,7 +86,8 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
             request = build_request(
                 threshold=threshold, footprint=footprint, cutoff=cutoff, method=method,
                 min_size=min_size, max_size=max_size, min_volume_um3=min_volume_um3,
-                max_volume_um3=max_volume_um3, patch=patch, overlap=overlap,
+                max_volume_um3=max_volume_um3, fragment_ratio=fragment_ratio, patch=patch,
+                overlap=overlap,
                 device=device, devices=devices, channels=channels, gif=gif,
             )
             job = manager.submit(file.file, file.filename, request)

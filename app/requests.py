@@ -8,6 +8,7 @@ from app.jobs import JobRequest
 from segmentation.errors import InputError
 from segmentation.io import parse_channels
 from segmentation.parameters import (
+    DEFAULT_FRAGMENT_RATIO,
     InferenceParameters,
     PartitionMethod,
     SegmentationParameters,
@@ -63,6 +64,7 @@ def build_request(
     min_volume_um3: float | None,
     max_volume_um3: float | None,
     patch: str | tuple[int, int, int],
+    fragment_ratio: float = DEFAULT_FRAGMENT_RATIO,
     overlap: float,
     device: str,
     devices: tuple[str, ...],
@@ -88,6 +90,7 @@ def build_request(
     _check_range("threshold", threshold, 0.0, 1.0)
     _check_range("cutoff", cutoff, 0.0, 1.0)
     _check_range("overlap", overlap, 0.0, 0.9)
+    _check_range("fragment_ratio", fragment_ratio, 0.0, 1.0)
     if int(footprint) != footprint or footprint < 1:
         raise InputError(f"footprint must be a positive whole number of pixels, got {footprint}")
     if method not in METHODS:
@@ -112,6 +115,7 @@ def build_request(
             max_size=max_size,
             min_volume_um3=None if min_volume_um3 is None else float(min_volume_um3),
             max_volume_um3=None if max_volume_um3 is None else float(max_volume_um3),
+            fragment_ratio=float(fragment_ratio),
         ),
         inference=InferenceParameters(patch=patch_size, overlap=float(overlap), device=device),
         channels=channel_pair,

@@ -20,6 +20,7 @@ from segmentation.errors import InputError
 from segmentation.parameters import (
     DEFAULT_CUTOFF,
     DEFAULT_FOOTPRINT,
+    DEFAULT_FRAGMENT_RATIO,
     DEFAULT_MAX_SIZE,
     DEFAULT_METHOD,
     DEFAULT_MIN_SIZE,
@@ -139,6 +140,7 @@ def build_ui(
         max_size: float | None = DEFAULT_MAX_SIZE,
         min_volume_um3: float | None = SEGMENTATION_DEFAULTS.min_volume_um3,
         max_volume_um3: float | None = SEGMENTATION_DEFAULTS.max_volume_um3,
+        fragment_ratio: float = DEFAULT_FRAGMENT_RATIO,
         device: str = devices[0],
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
@@ -149,7 +151,7 @@ def build_ui(
                 threshold=threshold, footprint=int(footprint), cutoff=cutoff, method=method,
                 min_size=int(min_size or 0), max_size=int(max_size or 0) or None,
                 min_volume_um3=min_volume_um3 or None, max_volume_um3=max_volume_um3 or None,
-                patch=patch,
+                fragment_ratio=fragment_ratio, patch=patch,
                 overlap=overlap, device=device, devices=devices,
             )
             jobs = []
@@ -173,6 +175,7 @@ def build_ui(
         max_size: float | None = DEFAULT_MAX_SIZE,
         min_volume_um3: float | None = SEGMENTATION_DEFAULTS.min_volume_um3,
         max_volume_um3: float | None = SEGMENTATION_DEFAULTS.max_volume_um3,
+        fragment_ratio: float = DEFAULT_FRAGMENT_RATIO,
         last_inference: dict | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
@@ -181,7 +184,7 @@ def build_ui(
         return segment(
             files, threshold, footprint, cutoff, method, last_inference["patch"],
             last_inference["overlap"], min_size, max_size, min_volume_um3, max_volume_um3,
-            last_inference["device"], progress,
+            fragment_ratio, last_inference["device"], progress,
         )
 
     def load_example() -> list[str]:
@@ -243,6 +246,12 @@ def build_ui(
                             label="Max cell volume (µm³)", minimum=0, info=NEEDS_VOXEL_SIZE,
                             placeholder="no limit",
                         )
+                    fragment_ratio = gr.Slider(
+                        0.0, 0.5, value=DEFAULT_FRAGMENT_RATIO, step=0.01,
+                        label="Fragment ratio",
+                        info="Merge segments up to this fraction of the size of the cell they "
+                        "mostly touch (e.g. a nucleus cut out of an oocyte); 0: off",
+                    )
                     device = gr.Radio(list(devices), value=devices[0], label="Device")
                 with gr.Row():
                     segment_button = gr.Button("Segment", variant="primary")
@@ -278,7 +287,7 @@ def build_ui(
 
         outputs = [preview, selector, downloads, summary, previews_state, inference_state]
         tuning = [threshold, footprint, cutoff, method]
-        size_limits = [min_size, max_size, min_volume, max_volume]
+        size_limits = [min_size, max_size, min_volume, max_volume, fragment_ratio]
         enable_resegment = {
             "fn": lambda: gr.Button(interactive=True),
             "outputs": resegment_button,

@@ -89,6 +89,8 @@ def sweep(
     base: SegmentationParameters,
     thresholds=(0.3, 0.4, 0.5, 0.6, 0.7),
     footprints=(9, 13, 17, 21, 25),
+    methods=("agglomeration", "multicut"),
+    cutoffs=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
 ) -> list[dict]:
     """Scores over a grid; the watershed runs once per (threshold, footprint)."""
     rows = []
@@ -99,9 +101,7 @@ def sweep(
             footprint=footprint,
             voxel_size=voxel_size,
         )
-        for method, cutoff in itertools.product(
-            ("agglomeration", "multicut"), (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-        ):
+        for method, cutoff in itertools.product(methods, cutoffs):
             parameters = replace(base, method=method, cutoff=cutoff)
             labels = cells_from_superpixels(superpixels, prediction, parameters, voxel_size).labels
             scores = evaluate_segmentation(truth, labels)
@@ -130,6 +130,8 @@ def main() -> int:
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--sweep-thresholds", default="0.3,0.4,0.5,0.6,0.7")
     parser.add_argument("--sweep-footprints", default="9,13,17,21,25")
+    parser.add_argument("--sweep-methods", default="agglomeration,multicut")
+    parser.add_argument("--sweep-cutoffs", default="0.3,0.4,0.5,0.6,0.7,0.8")
     parser.add_argument("--cache", type=Path, default=Path("scratch/prediction-cache"))
     parser.add_argument("--json", type=Path, default=None)
     arguments = parser.parse_args()
@@ -183,6 +185,8 @@ def main() -> int:
                 parameters,
                 tuple(float(t) for t in arguments.sweep_thresholds.split(",")),
                 tuple(int(f) for f in arguments.sweep_footprints.split(",")),
+                tuple(arguments.sweep_methods.split(",")),
+                tuple(float(c) for c in arguments.sweep_cutoffs.split(",")),
             )
         logger.info(
             "seed %d: F1@0.5 %.3f, ARand %.3f, %d/%d cells, merges %d, splits %d",

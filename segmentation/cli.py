@@ -20,6 +20,7 @@ from segmentation.parameters import (
     DEFAULT_CUTOFF,
     DEFAULT_DEVICE,
     DEFAULT_FOOTPRINT,
+    DEFAULT_FRAGMENT_RATIO,
     DEFAULT_MAX_SIZE,
     DEFAULT_MAX_VOXELS,
     DEFAULT_METHOD,
@@ -68,6 +69,13 @@ def _probability(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
+    return value
+
+
 def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "segment",
@@ -107,6 +115,13 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=DEFAULT_MAX_SIZE,
         help="largest cell kept, voxels (default: no limit)",
+    )
+    parser.add_argument(
+        "--fragment-ratio",
+        type=_fraction,
+        default=DEFAULT_FRAGMENT_RATIO,
+        help="merge segments at most this fraction of the size of the cell they mostly touch "
+        "into it, e.g. a nucleus cut out of an oocyte; 0 disables (default %(default)s)",
     )
     parser.add_argument(
         "--min-volume",
@@ -183,6 +198,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
             max_size=arguments.max_size,
             min_volume_um3=arguments.min_volume,
             max_volume_um3=arguments.max_volume,
+            fragment_ratio=arguments.fragment_ratio,
         )
         inference_parameters = InferenceParameters(
             patch=arguments.patch,

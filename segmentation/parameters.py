@@ -33,6 +33,11 @@ DEFAULT_DEVICE: Device = "auto"
 DEFAULT_AUTOCAST: Autocast = "auto"
 #: Mean foreground probability under which a region is background (label 0).
 DEFAULT_FOREGROUND_THRESHOLD = 0.5
+#: Fragments at most this fraction of the size of the cell they lie against are merged
+#: into it (0 disables; see ``segmentation.postprocess.merge_fragments``).
+DEFAULT_FRAGMENT_RATIO = 0.1
+#: Smallest fraction of a fragment's surface that must touch that cell.
+DEFAULT_FRAGMENT_CONTACT = 0.5
 #: Largest number of voxels (C excluded) a stack may have.
 DEFAULT_MAX_VOXELS = 64 * 1024 * 1024
 
@@ -53,6 +58,7 @@ class SegmentationParameters:
     min_volume_um3: float | None = None
     max_volume_um3: float | None = None
     foreground_threshold: float = DEFAULT_FOREGROUND_THRESHOLD
+    fragment_ratio: float = DEFAULT_FRAGMENT_RATIO
 
     def as_dict(self) -> dict:
         return asdict(self)

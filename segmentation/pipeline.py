@@ -40,7 +40,12 @@ from segmentation.parameters import (
     InferenceParameters,
     SegmentationParameters,
 )
-from segmentation.postprocess import filter_by_size, relabel_sequential, remove_background
+from segmentation.postprocess import (
+    filter_by_size,
+    merge_fragments,
+    relabel_sequential,
+    remove_background,
+)
 from segmentation.watershed import distance_transform_watershed
 
 logger = logging.getLogger(__name__)
@@ -196,7 +201,8 @@ def cells_from_superpixels(
     Builds the region adjacency graph; with a foreground probability, super-pixels whose
     mean foreground is below ``foreground_threshold`` are background and never merge with
     anything (:func:`~segmentation.graph.separate_background`). The rest is partitioned by
-    ``method`` at ``cutoff``; then background segments are removed, size limits applied and
+    ``method`` at ``cutoff``; then background segments are removed, fragments of large cells
+    merged into them (``fragment_ratio``), size limits applied and
     labels made consecutive.
 
     Parameters
@@ -223,9 +229,7 @@ def cells_from_superpixels(
         superpixels, prediction.boundary_probability, prediction.foreground_probability
     )
     if graph.node_foreground is not None:
-        cell_graph, background_nodes = separate_background(
-            graph, parameters.foreground_threshold
-        )
+        cell_graph, background_nodes = separate_background(graph, parameters.foreground_threshold)
         node_labels = partition(cell_graph, cutoff=parameters.cutoff, method=parameters.method)
         node_labels[background_nodes] = 0
     else:
@@ -238,6 +242,7 @@ def cells_from_superpixels(
         labels = remove_background(
             labels, prediction.foreground_probability, threshold=parameters.foreground_threshold
         )
+    labels = merge_fragments(labels, max_size_ratio=parameters.fragment_ratio)
     labels = filter_by_size(
         labels,
         min_size=parameters.min_size,

@@ -132,3 +132,22 @@ def test_volume_limits_in_cubic_micrometres(tmp_path, tiny_weights, phantom_dir)
     kept = tifffile.imread(tmp_path / "all" / "image_labels.tif")
     removed = tifffile.imread(tmp_path / "none" / "image_labels.tif")
     assert kept.max() > 0 and removed.max() == 0
+
+
+def test_fragment_ratio_option(tmp_path, tiny_weights, phantom_dir, capsys):
+    common = ["segment", str(phantom_dir / "image.tif"), "--weights", str(tiny_weights),
+              "--patch", "8,64,64", "--min-size", "1", "--no-gif"]
+    assert main([*common, "--out", str(tmp_path / "off"), "--fragment-ratio", "0"]) == 0
+    assert main([*common, "--out", str(tmp_path / "on"), "--fragment-ratio", "0.5"]) == 0
+    apart = tifffile.imread(tmp_path / "off" / "image_labels.tif")
+    merged = tifffile.imread(tmp_path / "on" / "image_labels.tif")
+    # merging only joins whole segments: every merged cell is a union of unmerged ones
+    assert merged.max() <= apart.max()
+    pairs = np.unique(np.stack([apart.ravel(), merged.ravel()]), axis=1)
+    assert len(np.unique(pairs[0])) == pairs.shape[1]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_status:
+        main([*common, "--out", str(tmp_path / "bad"), "--fragment-ratio", "-1"])
+    assert exit_status.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--fragment-ratio" in message and "expected a fraction in [0, 1]" in message

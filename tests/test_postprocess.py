@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from segmentation.errors import InputError
-from segmentation.postprocess import filter_by_size, relabel_sequential, remove_background
+from segmentation.postprocess import (
+    filter_by_size,
+    merge_fragments,
+    relabel_sequential,
+    remove_background,
+    segment_contacts,
+)
 
 
 def sized_labels() -> np.ndarray:
@@ -70,3 +76,61 @@ def test_relabel_sequential_with_huge_label_values():
     labels = np.array([0, 2**40, 5, 2**40], dtype=np.uint64)
     assert relabel_sequential(labels).tolist() == [0, 2, 1, 2]
     assert relabel_sequential(labels[1:]).tolist() == [2, 1, 2]
+
+
+def oocyte_with_nucleus() -> np.ndarray:
+    """A large cell (1) with a nucleus segment (2) inside, a small neighbour cell (3)."""
+    labels = np.zeros((6, 40, 60), dtype=np.uint16)
+    labels[:, 2:38, 2:40] = 1
+    labels[:, 15:23, 15:23] = 2  # reaches the Z borders, like an oocyte's nucleus
+    labels[:, 10:20, 40:50] = 3
+    return labels
+
+
+def test_segment_contacts_counts_faces_and_xy_borders():
+    labels = np.zeros((2, 3, 4), dtype=np.uint8)
+    labels[:, :, 2:] = 1
+    first, second, area = segment_contacts(labels)
+    pairs = {(int(a), int(b)): int(n) for a, b, n in zip(first, second, area, strict=True)}
+    # the 0|1 face: 2 planes x 3 rows; each label touches the Y borders (2 x 2 planes x 2
+    # columns) and one X border (2 planes x 3 rows); Z borders do not count
+    assert pairs == {(0, 1): 6, (-1, 0): 14, (-1, 1): 14}
+
+
+def test_merge_fragments_joins_a_nucleus_to_its_cell_and_keeps_the_neighbour():
+    labels = oocyte_with_nucleus()
+    merged = merge_fragments(labels, max_size_ratio=0.1, min_contact=0.5)
+    assert set(np.unique(merged)) == {0, 1, 3}
+    np.testing.assert_array_equal(merged[labels == 2], 1)
+    # cell 3 is small but only part of its surface touches cell 1, the rest is background
+    np.testing.assert_array_equal(merged == 3, labels == 3)
+    assert merged.dtype == labels.dtype
+
+
+def test_merge_fragments_respects_the_size_ratio_and_can_be_disabled():
+    labels = oocyte_with_nucleus()
+    # the nucleus is 384 voxels, cell 1 is 7,824: a ratio of 0.04 keeps it apart
+    np.testing.assert_array_equal(merge_fragments(labels, max_size_ratio=0.04), labels)
+    np.testing.assert_array_equal(merge_fragments(labels, max_size_ratio=0), labels)
+    with pytest.raises(InputError):
+        merge_fragments(labels, max_size_ratio=-1)
+    with pytest.raises(InputError):
+        merge_fragments(labels, min_contact=0)
+
+
+def test_merge_fragments_follows_chains_to_the_cell():
+    labels = oocyte_with_nucleus()
+    labels[:, 17:21, 17:21] = 4  # a fragment inside the nucleus fragment
+    merged = merge_fragments(labels, max_size_ratio=0.5)
+    assert set(np.unique(merged)) == {0, 1, 3}
+    np.testing.assert_array_equal(merged[(labels == 2) | (labels == 4)], 1)
+
+
+def test_cell_at_the_field_edge_is_not_a_fragment():
+    labels = np.zeros((4, 30, 30), dtype=np.uint16)
+    labels[:, :, 6:] = 1
+    labels[:, 10:16, 0:6] = 2  # cut by the X border; its other faces touch cell 1
+    labels[:, :10, :6] = 1
+    labels[:, 16:, :6] = 1
+    merged = merge_fragments(labels, max_size_ratio=0.5, min_contact=0.9)
+    np.testing.assert_array_equal(merged, labels)
