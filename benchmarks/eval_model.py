@@ -28,7 +28,11 @@ from segmentation.cli import parse_triple
 from segmentation.evaluation import evaluate_segmentation
 from segmentation.io import Stack
 from segmentation.model import load_model
-from segmentation.parameters import InferenceParameters, SegmentationParameters
+from segmentation.parameters import (
+    DEFAULT_FRAGMENT_RATIO,
+    InferenceParameters,
+    SegmentationParameters,
+)
 from segmentation.pipeline import (
     BoundaryPrediction,
     cells_from_superpixels,
@@ -91,6 +95,7 @@ def sweep(
     footprints=(9, 13, 17, 21, 25),
     methods=("agglomeration", "multicut"),
     cutoffs=(0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+    fragment_ratios=(DEFAULT_FRAGMENT_RATIO,),
 ) -> list[dict]:
     """Scores over a grid; the watershed runs once per (threshold, footprint)."""
     rows = []
@@ -101,8 +106,8 @@ def sweep(
             footprint=footprint,
             voxel_size=voxel_size,
         )
-        for method, cutoff in itertools.product(methods, cutoffs):
-            parameters = replace(base, method=method, cutoff=cutoff)
+        for method, cutoff, ratio in itertools.product(methods, cutoffs, fragment_ratios):
+            parameters = replace(base, method=method, cutoff=cutoff, fragment_ratio=ratio)
             labels = cells_from_superpixels(superpixels, prediction, parameters, voxel_size).labels
             scores = evaluate_segmentation(truth, labels)
             rows.append(
@@ -111,6 +116,7 @@ def sweep(
                     "footprint": footprint,
                     "method": method,
                     "cutoff": cutoff,
+                    "fragment_ratio": ratio,
                     "f1_iou50": scores["f1_iou50"],
                     "adapted_rand_error": scores["adapted_rand_error"],
                 }
@@ -132,6 +138,7 @@ def main() -> int:
     parser.add_argument("--sweep-footprints", default="9,13,17,21,25")
     parser.add_argument("--sweep-methods", default="agglomeration,multicut")
     parser.add_argument("--sweep-cutoffs", default="0.3,0.4,0.5,0.6,0.7,0.8")
+    parser.add_argument("--sweep-fragment-ratios", default=str(DEFAULT_FRAGMENT_RATIO))
     parser.add_argument("--cache", type=Path, default=Path("scratch/prediction-cache"))
     parser.add_argument("--json", type=Path, default=None)
     arguments = parser.parse_args()
@@ -187,6 +194,7 @@ def main() -> int:
                 tuple(int(f) for f in arguments.sweep_footprints.split(",")),
                 tuple(arguments.sweep_methods.split(",")),
                 tuple(float(c) for c in arguments.sweep_cutoffs.split(",")),
+                tuple(float(r) for r in arguments.sweep_fragment_ratios.split(",")),
             )
         logger.info(
             "seed %d: F1@0.5 %.3f, ARand %.3f, %d/%d cells, merges %d, splits %d",
@@ -216,13 +224,21 @@ def main() -> int:
         table: dict[tuple, list[tuple[float, float]]] = {}
         for row in results:
             for entry in row["sweep"]:
-                key = (entry["threshold"], entry["footprint"], entry["method"], entry["cutoff"])
+                key = (
+                    entry["threshold"],
+                    entry["footprint"],
+                    entry["method"],
+                    entry["cutoff"],
+                    entry["fragment_ratio"],
+                )
                 table.setdefault(key, []).append((entry["f1_iou50"], entry["adapted_rand_error"]))
+        # ranked by mean F1 minus mean adapted Rand error: both targets count
         ranked = sorted(
             (
                 (float(np.mean([f for f, _ in v])), float(np.mean([a for _, a in v])), k)
                 for k, v in table.items()
             ),
+            key=lambda item: item[0] - item[1],
             reverse=True,
         )
         summary["sweep_top"] = [
@@ -231,6 +247,7 @@ def main() -> int:
                 "footprint": k[1],
                 "method": k[2],
                 "cutoff": k[3],
+                "fragment_ratio": k[4],
                 "mean_f1_iou50": round(f, 4),
                 "mean_adapted_rand_error": round(a, 4),
             }

@@ -371,6 +371,13 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         help="stop after this many epochs without validation improvement",
     )
     parser.add_argument(
+        "--lr-patience",
+        type=int,
+        default=defaults.scheduler_patience,
+        help="halve the learning rate after this many epochs without validation improvement "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--w0",
         type=float,
         default=defaults.w0,
@@ -437,6 +444,7 @@ def _run_train(arguments: argparse.Namespace) -> int:
         patches_per_epoch=arguments.patches_per_epoch,
         f_maps=arguments.f_maps,
         early_stopping_patience=arguments.patience,
+        scheduler_patience=arguments.lr_patience,
         w0=arguments.w0,
         sigma=arguments.sigma,
         edge_multiplier=arguments.edge_multiplier,
