@@ -57,10 +57,36 @@ def test_two_cubes_give_one_edge_with_mean_and_area():
     graph = region_graph(superpixels, boundary, foreground)
     assert graph.n_nodes == 3
     assert graph.edges.tolist() == [[1, 2]]
-    assert graph.mean_boundary[0] == pytest.approx(0.7)
+    assert graph.mean_boundary[0] == pytest.approx(0.8)  # the larger side of each face pair
     assert graph.contact_area[0] == 36
     assert graph.node_size.tolist() == [0, 216, 216]
     assert graph.node_foreground[1:].tolist() == [0.0, 1.0]
+
+
+def test_one_sided_boundary_between_planes_counts_in_full():
+    """A boundary between Z planes is drawn on one side of the face (anisotropic targets):
+    the face must read as boundary, not as the mean of boundary and interior."""
+    superpixels = np.ones((6, 8, 8), dtype=np.uint32)
+    superpixels[3:] = 2
+    boundary = np.full(superpixels.shape, 0.1, dtype=np.float32)
+    boundary[2] = 0.9  # only the plane below the face
+    graph = region_graph(superpixels, boundary)
+    assert graph.edges.tolist() == [[1, 2]]
+    assert graph.mean_boundary[0] == pytest.approx(0.9)
+    assert graph.contact_area[0] == 64
+    assert agglomerate(graph, 0.5)[1] != agglomerate(graph, 0.5)[2]
+
+
+def test_graph_on_labels_with_gaps_and_in_2d():
+    superpixels = np.array([[1, 1, 0, 3], [1, 1, 0, 3], [4, 4, 4, 3]], dtype=np.uint32)
+    boundary = np.arange(superpixels.size, dtype=np.float32).reshape(superpixels.shape) / 20
+    graph = region_graph(superpixels, boundary)
+    assert graph.n_nodes == 5
+    assert graph.edges.tolist() == [[1, 4], [3, 4]]
+    # faces 1|4: (1,0)-(2,0) and (1,1)-(2,1): max values 8/20 and 9/20
+    assert graph.mean_boundary[0] == pytest.approx(8.5 / 20)
+    assert graph.contact_area.tolist() == [2, 1]
+    assert graph.node_size.tolist() == [2, 4, 0, 3, 3]
 
 
 def test_watershed_then_graph_on_bright_plane():
@@ -175,7 +201,7 @@ def test_to_networkx_superpixel_graph():
     assert isinstance(graph, networkx.Graph)
     assert sorted(graph.nodes) == [1, 2]
     assert graph.nodes[1] == {"size": 216, "foreground": pytest.approx(0.25)}
-    assert graph.edges[1, 2]["mean_boundary"] == pytest.approx(0.7)
+    assert graph.edges[1, 2]["mean_boundary"] == pytest.approx(0.8)
     assert graph.edges[1, 2]["contact_area"] == 36
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import bioimage_cpp.graph
 import numpy as np
-from bioimage_cpp.graph.features import edge_map_features
 
 from segmentation.errors import InputError
 
@@ -30,7 +28,9 @@ class RegionGraph:
         Touching super-pixel pairs ``(u, v)`` with ``0 < u < v``, sorted.
     mean_boundary : ndarray of float64, shape (n_edges,)
         Mean boundary probability over the contact face: the average over all face voxel
-        pairs of the two voxels' mean probability.
+        pairs of the larger of the two voxels' probabilities. (The larger, not the mean: a
+        boundary between Z planes is drawn on one side of the face only, see the
+        "anisotropic" training targets, and the mean of both sides would halve it.)
     contact_area : ndarray of float64, shape (n_edges,)
         Number of face voxel pairs (6-connected neighbours with one voxel in each
         super-pixel).
@@ -73,6 +73,39 @@ def _check_same_shape(name: str, array: np.ndarray, shape: tuple[int, ...]) -> n
     return array
 
 
+def _face_features(
+    labels: np.ndarray, boundary: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Touching label pairs, their mean face boundary probability and their face count.
+
+    Every pair of 6-connected (4-connected in 2D) voxels with two different non-zero labels
+    is one face; its value is the larger of the two voxels' boundary probabilities.
+    """
+    n_labels = int(labels.max()) + 1 if labels.size else 1
+    keys, values = [], []
+    for axis in range(labels.ndim):
+        low = np.moveaxis(labels, axis, 0)[:-1]
+        high = np.moveaxis(labels, axis, 0)[1:]
+        face = (low != high) & (low != 0) & (high != 0)
+        first = low[face].astype(np.int64)
+        second = high[face].astype(np.int64)
+        keys.append(np.minimum(first, second) * n_labels + np.maximum(first, second))
+        values.append(
+            np.maximum(
+                np.moveaxis(boundary, axis, 0)[:-1][face],
+                np.moveaxis(boundary, axis, 0)[1:][face],
+            ).astype(np.float64)
+        )
+    all_keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    if all_keys.size == 0:
+        return np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0)
+    unique, inverse = np.unique(all_keys, return_inverse=True)
+    area = np.bincount(inverse).astype(np.float64)
+    total = np.bincount(inverse, weights=np.concatenate(values))
+    edges = np.stack([unique // n_labels, unique % n_labels], axis=1)
+    return edges, total / area, area
+
+
 def region_graph(
     superpixels: np.ndarray,
     boundary_probability: np.ndarray,
@@ -85,7 +118,8 @@ def region_graph(
     superpixels : ndarray of int, shape (Z, Y, X) or (Y, X)
         Over-segmentation; 0 = outside the segmented region (no node edges).
     boundary_probability : ndarray of float, same shape
-        Boundary probability averaged over each contact face.
+        Boundary probability; each contact face gets the mean over its voxel pairs of the
+        larger value of the pair.
     foreground_probability : ndarray of float, same shape, optional
         Foreground probability averaged over each super-pixel.
 
@@ -95,17 +129,8 @@ def region_graph(
     """
     labels = _as_label_volume(superpixels)
     boundary = _check_same_shape("boundary_probability", boundary_probability, labels.shape)
-    rag = bioimage_cpp.graph.region_adjacency_graph(labels)
-    edges = np.asarray(rag.uv_ids(), dtype=np.int64).reshape(-1, 2)
-    if edges.shape[0]:
-        features = edge_map_features(rag, labels, boundary)
-        mean_boundary = features[:, 0].astype(np.float64)
-        contact_area = features[:, 1].astype(np.float64)
-    else:
-        mean_boundary = np.zeros(0)
-        contact_area = np.zeros(0)
-    keep = edges[:, 0] != 0
-    n_nodes = int(rag.number_of_nodes)
+    edges, mean_boundary, contact_area = _face_features(labels, boundary)
+    n_nodes = int(labels.max()) + 1 if labels.size else 1
     flat = labels.ravel()
     node_size = np.bincount(flat, minlength=n_nodes).astype(np.int64)
     node_foreground = None
@@ -118,9 +143,9 @@ def region_graph(
             node_foreground = np.where(node_size > 0, total / node_size, np.nan)
     return RegionGraph(
         n_nodes=n_nodes,
-        edges=edges[keep],
-        mean_boundary=mean_boundary[keep],
-        contact_area=contact_area[keep],
+        edges=edges,
+        mean_boundary=mean_boundary,
+        contact_area=contact_area,
         node_size=node_size,
         node_foreground=node_foreground,
     )
