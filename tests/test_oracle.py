@@ -3,10 +3,10 @@
 A near-perfect network is simulated from a phantom's true labels: thick label boundaries
 (including those with the background), blurred anisotropically, with Gaussian noise, as the
 boundary probability, and the blurred foreground as the foreground probability. The chain
-watershed -> region graph -> partition -> projection -> background removal -> size filter ->
-relabelling must then recover the cells. Ground-truth cells smaller than DEFAULT_MIN_SIZE
-voxels (cells cut by the window's edges) are left out of the evaluation: the size filter
-removes them by design.
+watershed -> region graph -> partition -> projection -> background removal -> fragment merging
+-> size filter -> relabelling (``segment_from_boundaries``) must then recover the cells.
+Ground-truth cells smaller than DEFAULT_MIN_SIZE voxels (cells cut by the window's edges)
+are left out of the evaluation: the size filter removes them by design.
 """
 
 from __future__ import annotations
@@ -17,17 +17,10 @@ import pytest
 from skimage.segmentation import find_boundaries
 
 from segmentation.evaluation import match_instances
-from segmentation.graph import partition, project_node_labels, region_graph
-from segmentation.parameters import (
-    DEFAULT_CUTOFF,
-    DEFAULT_FOOTPRINT,
-    DEFAULT_FOREGROUND_THRESHOLD,
-    DEFAULT_MIN_SIZE,
-    DEFAULT_THRESHOLD,
-)
-from segmentation.postprocess import filter_by_size, relabel_sequential, remove_background
+from segmentation.parameters import DEFAULT_MIN_SIZE, SegmentationParameters
+from segmentation.pipeline import BoundaryPrediction, segment_from_boundaries
+from segmentation.postprocess import filter_by_size
 from segmentation.synthetic import make_phantom
-from segmentation.watershed import distance_transform_watershed
 from segmentation.watershed.distance_transform import relative_spacing
 
 SHAPE = (24, 384, 384)
@@ -47,14 +40,11 @@ def oracle_probabilities(labels: np.ndarray, voxel_size, seed: int):
 
 
 def segment(boundary, foreground, voxel_size, method: str) -> np.ndarray:
-    superpixels = distance_transform_watershed(
-        boundary, threshold=DEFAULT_THRESHOLD, footprint=DEFAULT_FOOTPRINT, voxel_size=voxel_size
-    )
-    graph = region_graph(superpixels, boundary, foreground)
-    labels = project_node_labels(superpixels, partition(graph, DEFAULT_CUTOFF, method))
-    labels = remove_background(labels, foreground, DEFAULT_FOREGROUND_THRESHOLD)
-    labels = filter_by_size(labels, min_size=DEFAULT_MIN_SIZE)
-    return relabel_sequential(labels)
+    """The library's post-network chain with its defaults (only the method varies)."""
+    prediction = BoundaryPrediction(boundary, foreground)
+    return segment_from_boundaries(
+        prediction, SegmentationParameters(method=method), voxel_size
+    ).labels
 
 
 @pytest.fixture(scope="module", params=[(0, 0.0), (1, 0.5)], ids=["canonical", "moderate"])
