@@ -72,6 +72,18 @@ def set_slider(page, label: str, value: float) -> None:
     number.press("Enter")
 
 
+def fill_text(page, textbox, text: str) -> None:
+    """Fill a textbox until the value sticks: Gradio sometimes re-renders a freshly opened
+    accordion's textbox with its initial value just after a fill."""
+    for _ in range(10):
+        textbox.fill(text)
+        textbox.press("Tab")
+        page.wait_for_timeout(250)
+        if textbox.input_value() == text:
+            return
+    raise AssertionError(f"the textbox kept resetting; last value {textbox.input_value()!r}")
+
+
 def test_upload_tune_segment_and_resegment(server, page, stack: Path) -> None:
     expect = playwright_sync.expect
     url, manager = server
@@ -84,7 +96,7 @@ def test_upload_tune_segment_and_resegment(server, page, stack: Path) -> None:
     set_slider(page, "Boundary threshold", 0.45)
     page.get_by_text("Advanced").click()
     patch = page.get_by_label("Network window Z,Y,X")
-    patch.fill("16,64,64")
+    fill_text(page, patch, "16,64,64")
     min_size = page.get_by_label("Min cell size (voxels)")
     min_size.fill("20")
     min_size.press("Tab")
@@ -103,6 +115,7 @@ def test_upload_tune_segment_and_resegment(server, page, stack: Path) -> None:
     first_job = manager.jobs()[-1]
     assert first_job.request.segmentation.threshold == pytest.approx(0.45)
     assert first_job.request.segmentation.min_size == 20
+    assert first_job.request.inference.patch == (16, 64, 64)
     assert first_job.request.segmentation.max_size is None
     assert first_job.request.segmentation.min_volume_um3 is None
     assert first_job.request.segmentation.max_volume_um3 is None
