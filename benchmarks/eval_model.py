@@ -52,19 +52,24 @@ def parse_seeds(text: str) -> list[int]:
     return [int(part) for part in text.split(",")]
 
 
+def weights_hash(model) -> str:
+    """Short hash of the network's weights (for cache keys)."""
+    weights = hashlib.sha256()
+    for tensor in model.network.state_dict().values():
+        weights.update(tensor.detach().cpu().numpy().tobytes())
+    return weights.hexdigest()[:10]
+
+
 def cached_prediction(
-    seed: int, shape, model, inference: InferenceParameters, cache: Path
+    seed: int, shape, model, weights: str, inference: InferenceParameters, cache: Path
 ) -> tuple[BoundaryPrediction, np.ndarray, tuple]:
     phantom = make_phantom(shape, seed)
     window = "x".join(map(str, inference.patch))
     # the key names the exact weights and the exact phantom, so that neither a retrained
     # model nor a changed generator can pick up stale predictions
-    weights = hashlib.sha256()
-    for tensor in model.network.state_dict().values():
-        weights.update(tensor.detach().cpu().numpy().tobytes())
     image = hashlib.sha256(phantom.image.tobytes()).hexdigest()[:10]
     key = (
-        f"{model.card.name}-{weights.hexdigest()[:10]}-{seed}-{image}"
+        f"{model.card.name}-{weights}-{seed}-{image}"
         f"-{'x'.join(map(str, shape))}-{inference.autocast}-{window}-{inference.overlap}"
     )
     path = cache / f"{key}.npz"
@@ -156,10 +161,11 @@ def main() -> int:
     if arguments.method:
         parameters = replace(parameters, method=arguments.method)
 
+    weights = weights_hash(model)
     results = []
     for seed in arguments.seeds:
         prediction, truth, voxel_size = cached_prediction(
-            seed, arguments.shape, model, inference, arguments.cache
+            seed, arguments.shape, model, weights, inference, arguments.cache
         )
         start = time.perf_counter()
         result = segment_from_boundaries(prediction, parameters, voxel_size)
