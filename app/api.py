@@ -20,6 +20,7 @@ from segmentation.parameters import (
     DEFAULT_MIN_SIZE,
     DEFAULT_OVERLAP,
     DEFAULT_PATCH,
+    DEFAULT_RIM_DISTANCE,
     DEFAULT_THRESHOLD,
     SegmentationParameters,
 )
@@ -75,6 +76,10 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
             float,
             Form(description="Merge segments up to this fraction of the cell they mostly touch"),
         ] = DEFAULT_FRAGMENT_RATIO,
+        rim_distance: Annotated[
+            float,
+            Form(description="Cells take back unlabelled foreground up to this many pixels away"),
+        ] = DEFAULT_RIM_DISTANCE,
         patch: Annotated[str, Form(description="Network window Z,Y,X")] = DEFAULT_PATCH_TEXT,
         overlap: Annotated[float, Form()] = DEFAULT_OVERLAP,
         channels: Annotated[str | None, Form(description="Source channels I,J")] = None,
@@ -84,11 +89,22 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
         """Queue one stack for segmentation; poll ``/api/jobs/{job_id}`` for the result."""
         try:
             request = build_request(
-                threshold=threshold, footprint=footprint, cutoff=cutoff, method=method,
-                min_size=min_size, max_size=max_size, min_volume_um3=min_volume_um3,
-                max_volume_um3=max_volume_um3, fragment_ratio=fragment_ratio, patch=patch,
+                threshold=threshold,
+                footprint=footprint,
+                cutoff=cutoff,
+                method=method,
+                min_size=min_size,
+                max_size=max_size,
+                min_volume_um3=min_volume_um3,
+                max_volume_um3=max_volume_um3,
+                fragment_ratio=fragment_ratio,
+                rim_distance=rim_distance,
+                patch=patch,
                 overlap=overlap,
-                device=device, devices=devices, channels=channels, gif=gif,
+                device=device,
+                devices=devices,
+                channels=channels,
+                gif=gif,
             )
             job = manager.submit(file.file, file.filename, request)
         except UploadTooLargeError as error:

@@ -9,12 +9,15 @@ from segmentation.errors import InputError
 from segmentation.io import parse_channels
 from segmentation.parameters import (
     DEFAULT_FRAGMENT_RATIO,
+    DEFAULT_RIM_DISTANCE,
     InferenceParameters,
     PartitionMethod,
     SegmentationParameters,
 )
 
 METHODS: tuple[str, ...] = get_args(PartitionMethod)
+#: Largest rim distance a form accepts, in pixels (the UI slider's range).
+MAX_RIM_DISTANCE = 20.0
 
 
 def parse_patch(text: str) -> tuple[int, int, int]:
@@ -65,6 +68,7 @@ def build_request(
     max_volume_um3: float | None,
     patch: str | tuple[int, int, int],
     fragment_ratio: float = DEFAULT_FRAGMENT_RATIO,
+    rim_distance: float = DEFAULT_RIM_DISTANCE,
     overlap: float,
     device: str,
     devices: tuple[str, ...],
@@ -91,6 +95,7 @@ def build_request(
     _check_range("cutoff", cutoff, 0.0, 1.0)
     _check_range("overlap", overlap, 0.0, 0.9)
     _check_range("fragment_ratio", fragment_ratio, 0.0, 1.0)
+    _check_range("rim_distance", rim_distance, 0.0, MAX_RIM_DISTANCE)
     if int(footprint) != footprint or footprint < 1:
         raise InputError(f"footprint must be a positive whole number of pixels, got {footprint}")
     if method not in METHODS:
@@ -116,6 +121,7 @@ def build_request(
             min_volume_um3=None if min_volume_um3 is None else float(min_volume_um3),
             max_volume_um3=None if max_volume_um3 is None else float(max_volume_um3),
             fragment_ratio=float(fragment_ratio),
+            rim_distance=float(rim_distance),
         ),
         inference=InferenceParameters(patch=patch_size, overlap=float(overlap), device=device),
         channels=channel_pair,

@@ -15,7 +15,7 @@ import gradio as gr
 
 from app.api import DEFAULT_PATCH_TEXT, SEGMENTATION_DEFAULTS
 from app.jobs import Job, JobManager, QueueFullError
-from app.requests import METHODS, build_request
+from app.requests import MAX_RIM_DISTANCE, METHODS, build_request
 from segmentation.errors import InputError
 from segmentation.parameters import (
     DEFAULT_CUTOFF,
@@ -25,6 +25,7 @@ from segmentation.parameters import (
     DEFAULT_METHOD,
     DEFAULT_MIN_SIZE,
     DEFAULT_OVERLAP,
+    DEFAULT_RIM_DISTANCE,
     DEFAULT_THRESHOLD,
 )
 
@@ -51,9 +52,7 @@ footer { display: none !important; }
 """
 
 
-def _wait_with_progress(
-    manager: JobManager, jobs: Sequence[Job], progress: gr.Progress
-) -> None:
+def _wait_with_progress(manager: JobManager, jobs: Sequence[Job], progress: gr.Progress) -> None:
     """Block until all jobs finish, reporting their combined progress and queue position."""
     for index, job in enumerate(jobs):
         while not manager.wait(job, timeout=_POLL_SECONDS):
@@ -87,8 +86,7 @@ def _results(jobs: Sequence[Job]) -> tuple:
         raise gr.Error(jobs[0].error if len(jobs) == 1 else "all stacks failed; see the messages")
     names = _unique_names(finished)
     previews = {
-        name: str(job.outputs.get("preview", ""))
-        for name, job in zip(names, finished, strict=True)
+        name: str(job.outputs.get("preview", "")) for name, job in zip(names, finished, strict=True)
     }
     downloads = [
         str(job.outputs[kind]) for job in finished for kind in DOWNLOAD_KINDS if kind in job.outputs
@@ -141,6 +139,7 @@ def build_ui(
         min_volume_um3: float | None = SEGMENTATION_DEFAULTS.min_volume_um3,
         max_volume_um3: float | None = SEGMENTATION_DEFAULTS.max_volume_um3,
         fragment_ratio: float = DEFAULT_FRAGMENT_RATIO,
+        rim_distance: float = DEFAULT_RIM_DISTANCE,
         device: str = devices[0],
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
@@ -148,11 +147,20 @@ def build_ui(
             raise gr.Error("Upload one or more .tif stacks first, or press 'Try an example'.")
         try:
             request = build_request(
-                threshold=threshold, footprint=int(footprint), cutoff=cutoff, method=method,
-                min_size=int(min_size or 0), max_size=int(max_size or 0) or None,
-                min_volume_um3=min_volume_um3 or None, max_volume_um3=max_volume_um3 or None,
-                fragment_ratio=fragment_ratio, patch=patch,
-                overlap=overlap, device=device, devices=devices,
+                threshold=threshold,
+                footprint=int(footprint),
+                cutoff=cutoff,
+                method=method,
+                min_size=int(min_size or 0),
+                max_size=int(max_size or 0) or None,
+                min_volume_um3=min_volume_um3 or None,
+                max_volume_um3=max_volume_um3 or None,
+                fragment_ratio=fragment_ratio,
+                rim_distance=rim_distance,
+                patch=patch,
+                overlap=overlap,
+                device=device,
+                devices=devices,
             )
             jobs = []
             for path in files:
@@ -176,15 +184,28 @@ def build_ui(
         min_volume_um3: float | None = SEGMENTATION_DEFAULTS.min_volume_um3,
         max_volume_um3: float | None = SEGMENTATION_DEFAULTS.max_volume_um3,
         fragment_ratio: float = DEFAULT_FRAGMENT_RATIO,
+        rim_distance: float = DEFAULT_RIM_DISTANCE,
         last_inference: dict | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
         if not last_inference:
             raise gr.Error("Press 'Segment' first; 'Re-segment' re-tunes the last result.")
         return segment(
-            files, threshold, footprint, cutoff, method, last_inference["patch"],
-            last_inference["overlap"], min_size, max_size, min_volume_um3, max_volume_um3,
-            fragment_ratio, last_inference["device"], progress,
+            files,
+            threshold,
+            footprint,
+            cutoff,
+            method,
+            last_inference["patch"],
+            last_inference["overlap"],
+            min_size,
+            max_size,
+            min_volume_um3,
+            max_volume_um3,
+            fragment_ratio,
+            rim_distance,
+            last_inference["device"],
+            progress,
         )
 
     def load_example() -> list[str]:
@@ -209,15 +230,27 @@ def build_ui(
                     "Try an example", size="sm", visible=example_path is not None
                 )
                 threshold = gr.Slider(
-                    0.05, 0.95, value=DEFAULT_THRESHOLD, step=0.05, label="Boundary threshold",
+                    0.05,
+                    0.95,
+                    value=DEFAULT_THRESHOLD,
+                    step=0.05,
+                    label="Boundary threshold",
                     info="Boundary probability above which a voxel separates seeds",
                 )
                 footprint = gr.Slider(
-                    1, 31, value=DEFAULT_FOOTPRINT, step=1, label="Watershed footprint (pixels)",
+                    1,
+                    31,
+                    value=DEFAULT_FOOTPRINT,
+                    step=1,
+                    label="Watershed footprint (pixels)",
                     info="Larger: fewer, bigger super-pixels",
                 )
                 cutoff = gr.Slider(
-                    0.05, 0.95, value=DEFAULT_CUTOFF, step=0.05, label="Partition cutoff",
+                    0.05,
+                    0.95,
+                    value=DEFAULT_CUTOFF,
+                    step=0.05,
+                    label="Partition cutoff",
                     info="Higher: more merging of super-pixels into cells",
                 )
                 method = gr.Radio(list(METHODS), value=DEFAULT_METHOD, label="Partition method")
@@ -228,29 +261,51 @@ def build_ui(
                     )
                     with gr.Row():
                         min_size = gr.Number(
-                            DEFAULT_MIN_SIZE, label="Min cell size (voxels)", precision=0,
+                            DEFAULT_MIN_SIZE,
+                            label="Min cell size (voxels)",
+                            precision=0,
                             minimum=0,
                         )
                         max_size = gr.Number(
-                            DEFAULT_MAX_SIZE, label="Max cell size (voxels)", precision=0,
-                            minimum=0, info=NO_LIMIT, placeholder="no limit",
+                            DEFAULT_MAX_SIZE,
+                            label="Max cell size (voxels)",
+                            precision=0,
+                            minimum=0,
+                            info=NO_LIMIT,
+                            placeholder="no limit",
                         )
                     with gr.Row():
                         min_volume = gr.Number(
                             SEGMENTATION_DEFAULTS.min_volume_um3,
-                            label="Min cell volume (µm³)", minimum=0, info=NEEDS_VOXEL_SIZE,
+                            label="Min cell volume (µm³)",
+                            minimum=0,
+                            info=NEEDS_VOXEL_SIZE,
                             placeholder="no limit",
                         )
                         max_volume = gr.Number(
                             SEGMENTATION_DEFAULTS.max_volume_um3,
-                            label="Max cell volume (µm³)", minimum=0, info=NEEDS_VOXEL_SIZE,
+                            label="Max cell volume (µm³)",
+                            minimum=0,
+                            info=NEEDS_VOXEL_SIZE,
                             placeholder="no limit",
                         )
                     fragment_ratio = gr.Slider(
-                        0.0, 0.5, value=DEFAULT_FRAGMENT_RATIO, step=0.01,
+                        0.0,
+                        0.5,
+                        value=DEFAULT_FRAGMENT_RATIO,
+                        step=0.01,
                         label="Fragment ratio",
                         info="Merge segments up to this fraction of the size of the cell they "
                         "mostly touch (e.g. a nucleus cut out of an oocyte); 0: off",
+                    )
+                    rim_distance = gr.Slider(
+                        0.0,
+                        MAX_RIM_DISTANCE,
+                        value=DEFAULT_RIM_DISTANCE,
+                        step=0.5,
+                        label="Rim distance (pixels)",
+                        info="Cells take back foreground voxels left unlabelled up to this far "
+                        "from them (rims at the tissue's edge); 0: off",
                     )
                     device = gr.Radio(list(devices), value=devices[0], label="Device")
                 with gr.Row():
@@ -287,7 +342,7 @@ def build_ui(
 
         outputs = [preview, selector, downloads, summary, previews_state, inference_state]
         tuning = [threshold, footprint, cutoff, method]
-        size_limits = [min_size, max_size, min_volume, max_volume, fragment_ratio]
+        size_limits = [min_size, max_size, min_volume, max_volume, fragment_ratio, rim_distance]
         enable_resegment = {
             "fn": lambda: gr.Button(interactive=True),
             "outputs": resegment_button,
@@ -320,7 +375,9 @@ def build_ui(
         )
         example_event.success(**enable_resegment)
         selector.input(
-            show_preview, inputs=[selector, previews_state], outputs=preview,
+            show_preview,
+            inputs=[selector, previews_state],
+            outputs=preview,
             api_visibility="private",
         )
     return blocks

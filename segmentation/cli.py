@@ -27,6 +27,7 @@ from segmentation.parameters import (
     DEFAULT_MIN_SIZE,
     DEFAULT_OVERLAP,
     DEFAULT_PATCH,
+    DEFAULT_RIM_DISTANCE,
     DEFAULT_THRESHOLD,
     InferenceParameters,
     SegmentationParameters,
@@ -76,6 +77,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
 def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "segment",
@@ -122,6 +130,14 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_FRAGMENT_RATIO,
         help="merge segments at most this fraction of the size of the cell they mostly touch "
         "into it, e.g. a nucleus cut out of an oocyte; 0 disables (default %(default)s)",
+    )
+    parser.add_argument(
+        "--rim-distance",
+        type=_non_negative,
+        default=DEFAULT_RIM_DISTANCE,
+        metavar="PIXELS",
+        help="cells take back unlabelled foreground voxels up to this many X pixels away "
+        "(the rims of background super-pixels); 0 disables (default %(default)s)",
     )
     parser.add_argument(
         "--min-volume",
@@ -199,6 +215,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
             min_volume_um3=arguments.min_volume,
             max_volume_um3=arguments.max_volume,
             fragment_ratio=arguments.fragment_ratio,
+            rim_distance=arguments.rim_distance,
         )
         inference_parameters = InferenceParameters(
             patch=arguments.patch,

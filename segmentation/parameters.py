@@ -38,6 +38,9 @@ DEFAULT_FOREGROUND_THRESHOLD = 0.5
 DEFAULT_FRAGMENT_RATIO = 0.1
 #: Smallest fraction of a fragment's surface that must touch that cell.
 DEFAULT_FRAGMENT_CONTACT = 0.5
+#: Cells grow into unlabelled foreground voxels up to this many X pixels away (0 disables;
+#: see ``segmentation.postprocess.grow_into_foreground``).
+DEFAULT_RIM_DISTANCE = 2.0
 #: Largest number of voxels (C excluded) a stack may have.
 DEFAULT_MAX_VOXELS = 64 * 1024 * 1024
 
@@ -59,6 +62,7 @@ class SegmentationParameters:
     max_volume_um3: float | None = None
     foreground_threshold: float = DEFAULT_FOREGROUND_THRESHOLD
     fragment_ratio: float = DEFAULT_FRAGMENT_RATIO
+    rim_distance: float = DEFAULT_RIM_DISTANCE
 
     def as_dict(self) -> dict:
         return asdict(self)

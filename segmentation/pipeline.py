@@ -42,6 +42,7 @@ from segmentation.parameters import (
 )
 from segmentation.postprocess import (
     filter_by_size,
+    grow_into_foreground,
     merge_fragments,
     relabel_sequential,
     remove_background,
@@ -201,7 +202,8 @@ def cells_from_superpixels(
     Builds the region adjacency graph; with a foreground probability, super-pixels whose
     mean foreground is below ``foreground_threshold`` are background and never merge with
     anything (:func:`~segmentation.graph.separate_background`). The rest is partitioned by
-    ``method`` at ``cutoff``; then background segments are removed, fragments of large cells
+    ``method`` at ``cutoff``; then background segments are removed, cells take back the
+    foreground rims of background super-pixels (``rim_distance``), fragments of large cells
     merged into them (``fragment_ratio``), size limits applied and
     labels made consecutive.
 
@@ -241,6 +243,14 @@ def cells_from_superpixels(
     if prediction.foreground_probability is not None:
         labels = remove_background(
             labels, prediction.foreground_probability, threshold=parameters.foreground_threshold
+        )
+        labels = grow_into_foreground(
+            labels,
+            prediction.boundary_probability,
+            prediction.foreground_probability,
+            max_distance=parameters.rim_distance,
+            foreground_threshold=parameters.foreground_threshold,
+            voxel_size=voxel_size,
         )
     labels = merge_fragments(labels, max_size_ratio=parameters.fragment_ratio)
     labels = filter_by_size(

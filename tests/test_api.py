@@ -241,6 +241,7 @@ def test_too_large_upload_and_too_many_voxels_are_refused(tmp_path: Path) -> Non
         ({"min_volume_um3": "-5"}, "min_volume_um3 must be a positive volume"),
         ({"min_volume_um3": "90", "max_volume_um3": "40"}, "max_volume_um3 (40) must be larger"),
         ({"fragment_ratio": "-0.1"}, "fragment_ratio must be between 0 and 1"),
+        ({"rim_distance": "-2"}, "rim_distance must be between 0 and 20"),
     ],
 )
 def test_bad_parameters_are_422_with_one_line(client, stack_path, form, fragment) -> None:

@@ -151,3 +151,21 @@ def test_fragment_ratio_option(tmp_path, tiny_weights, phantom_dir, capsys):
     assert exit_status.value.code == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--fragment-ratio" in message and "expected a fraction in [0, 1]" in message
+
+
+def test_rim_distance_option(tmp_path, tiny_weights, phantom_dir, capsys):
+    common = ["segment", str(phantom_dir / "image.tif"), "--weights", str(tiny_weights),
+              "--patch", "8,64,64", "--min-size", "1", "--no-gif", "--fragment-ratio", "0"]
+    assert main([*common, "--out", str(tmp_path / "off"), "--rim-distance", "0"]) == 0
+    assert main([*common, "--out", str(tmp_path / "on"), "--rim-distance", "4"]) == 0
+    plain = tifffile.imread(tmp_path / "off" / "image_labels.tif")
+    grown = tifffile.imread(tmp_path / "on" / "image_labels.tif")
+    # growing only labels background voxels: every cell keeps all of its voxels
+    np.testing.assert_array_equal(grown[plain > 0], plain[plain > 0])
+    assert (grown > 0).sum() >= (plain > 0).sum()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_status:
+        main([*common, "--out", str(tmp_path / "bad"), "--rim-distance", "-1"])
+    assert exit_status.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--rim-distance" in message and "expected a number >= 0" in message

@@ -8,6 +8,7 @@ import pytest
 from segmentation.errors import InputError
 from segmentation.postprocess import (
     filter_by_size,
+    grow_into_foreground,
     merge_fragments,
     relabel_sequential,
     remove_background,
@@ -134,3 +135,71 @@ def test_cell_at_the_field_edge_is_not_a_fragment():
     labels[:, 16:, :6] = 1
     merged = merge_fragments(labels, max_size_ratio=0.5, min_contact=0.9)
     np.testing.assert_array_equal(merged, labels)
+
+
+def rim_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two cells side by side with an unlabelled foreground rim of 2 pixels around both, a
+    membrane ridge between them, and an unlabelled foreground blob 10 pixels away."""
+    labels = np.zeros((3, 30, 40), dtype=np.uint16)
+    labels[:, 10:20, 5:15] = 1
+    labels[:, 10:20, 15:25] = 2
+    foreground = np.zeros(labels.shape, dtype=np.float32)
+    foreground[:, 8:22, 3:27] = 0.9  # cells plus a 2-pixel rim
+    foreground[:, 12:16, 35:39] = 0.9  # a separate blob, 10 pixels from cell 2
+    boundary = np.full(labels.shape, 0.1, dtype=np.float32)
+    boundary[:, :, 15] = 0.9  # membrane between the cells, through the rim too
+    return labels, boundary, foreground
+
+
+def test_grow_into_foreground_fills_rims_and_splits_them_at_the_membrane():
+    labels, boundary, foreground = rim_case()
+    grown = grow_into_foreground(labels, boundary, foreground, max_distance=3)
+    assert grown.dtype == labels.dtype
+    np.testing.assert_array_equal(grown[labels > 0], labels[labels > 0])
+    # the rim is shared at the membrane: left of it cell 1, right of it cell 2
+    assert (grown[:, 8:22, 3:15] == 1).all()
+    assert (grown[:, 8:22, 16:27] == 2).all()
+    # background and the distant blob stay unlabelled
+    assert (grown[foreground == 0] == 0).all()
+    assert (grown[:, 12:16, 35:39] == 0).all()
+
+
+def test_grow_into_foreground_respects_the_distance_and_can_be_disabled():
+    labels, boundary, foreground = rim_case()
+    one = grow_into_foreground(labels, boundary, foreground, max_distance=1)
+    assert (one[:, 9, 5:25] > 0).all() and (one[:, 10:20, 4] == 1).all()
+    assert (one[:, 9, 4] == 0).all()  # the corner is sqrt(2) away
+    assert (one[:, 8, :] == 0).all() and (one[:, :, 3] == 0).all()
+    np.testing.assert_array_equal(
+        grow_into_foreground(labels, boundary, foreground, max_distance=0), labels
+    )
+    # foreground not connected to a cell is never taken, however close
+    far = grow_into_foreground(labels, boundary, foreground, max_distance=12)
+    assert (far[:, 12:16, 35:39] == 0).all()
+    bridged = foreground.copy()
+    bridged[:, 13:15, 26:35] = 0.9
+    near = grow_into_foreground(labels, boundary, bridged, max_distance=3)
+    far = grow_into_foreground(labels, boundary, bridged, max_distance=15)
+    assert (near[:, 12:16, 35:39] == 0).all() and (far[:, 12:16, 35:39] == 2).all()
+
+
+def test_grow_into_foreground_scales_z_by_the_voxel_size():
+    labels = np.zeros((9, 5, 5), dtype=np.uint8)
+    labels[4] = 1
+    foreground = np.ones(labels.shape, dtype=np.float32)
+    boundary = np.zeros(labels.shape, dtype=np.float32)
+    isotropic = grow_into_foreground(labels, boundary, foreground, max_distance=2)
+    assert (isotropic[2:7] == 1).all() and (isotropic[[0, 1, 7, 8]] == 0).all()
+    # planes 5 pixels apart: the next plane is already out of reach
+    anisotropic = grow_into_foreground(
+        labels, boundary, foreground, max_distance=2, voxel_size=(1.0, 0.2, 0.2)
+    )
+    np.testing.assert_array_equal(anisotropic, labels)
+
+
+def test_grow_into_foreground_rejects_bad_input():
+    labels, boundary, foreground = rim_case()
+    with pytest.raises(InputError, match="foreground_probability shape"):
+        grow_into_foreground(labels, boundary, foreground[:, :10])
+    with pytest.raises(InputError, match="max_distance must be >= 0"):
+        grow_into_foreground(labels, boundary, foreground, max_distance=-1)
