@@ -18,7 +18,7 @@ DEFAULT_THRESHOLD = 0.8
 #: Width (in XY pixels) of the local-maximum footprint that places watershed seeds.
 DEFAULT_FOOTPRINT = 17
 #: Partition cutoff: a boundary with mean probability above this separates two cells.
-DEFAULT_CUTOFF = 0.6
+DEFAULT_CUTOFF = 0.65
 DEFAULT_METHOD: PartitionMethod = "agglomeration"
 #: Smallest cell kept, in voxels.
 DEFAULT_MIN_SIZE = 300
