@@ -37,7 +37,7 @@ DEFAULT_FOREGROUND_THRESHOLD = 0.5
 #: into it (0 disables; see ``segmentation.postprocess.merge_fragments``).
 DEFAULT_FRAGMENT_RATIO = 0.1
 #: Smallest fraction of a fragment's surface that must touch that cell.
-DEFAULT_FRAGMENT_CONTACT = 0.5
+DEFAULT_FRAGMENT_CONTACT = 0.7
 #: Cells grow into unlabelled foreground voxels up to this many X pixels away (0 disables;
 #: see ``segmentation.postprocess.grow_into_foreground``).
 DEFAULT_RIM_DISTANCE = 2.0
