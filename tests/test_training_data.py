@@ -98,9 +98,7 @@ def test_targets_reject_non_integer_labels():
 
 def _brute_force_border_term(labels, w0, sigma, sampling):
     ids = np.unique(labels[labels > 0])
-    distances = np.stack(
-        [ndi.distance_transform_edt(labels != k, sampling=sampling) for k in ids]
-    )
+    distances = np.stack([ndi.distance_transform_edt(labels != k, sampling=sampling) for k in ids])
     distances.sort(axis=0)
     return w0 * np.exp(-((distances[0] + distances[1]) ** 2) / (2 * sigma**2))
 
@@ -267,9 +265,7 @@ def test_sources_from_folders(tmp_path):
 
 
 def test_split_by_stack_is_per_stack_seeded_and_excludes_test(caplog):
-    pairs = [TrainingPair(f"i{i}", f"l{i}") for i in range(10)] + [
-        TrainingPair("t", "t", "test")
-    ]
+    pairs = [TrainingPair(f"i{i}", f"l{i}") for i in range(10)] + [TrainingPair("t", "t", "test")]
     train, val = split_by_stack(pairs, val_fraction=0.2, seed=3)
     assert len(val) == 2 and len(train) == 8
     assert not {p.image_path for p in train} & {p.image_path for p in val}
@@ -357,6 +353,57 @@ def test_patch_dataset_items(tmp_path):
     window_item = grid[0]
     np.testing.assert_array_equal(window_item["target"][1].numpy(), labels[:, :32, :32] > 0)
     np.testing.assert_array_equal(window_item["image"].numpy(), image[:, :, :32, :32])
+
+
+def test_z_flip_uses_the_targets_of_the_flipped_labels():
+    labels = np.zeros((6, 8, 8), dtype=np.int32)
+    labels[:3, 1:7, 1:7] = 1  # two cells stacked in Z
+    labels[3:, 1:7, 1:7] = 2
+    targets = make_targets(labels, mode="anisotropic")
+    flipped = make_targets(labels[::-1], mode="anisotropic")[:, ::-1]
+    assert not np.array_equal(targets, flipped)  # plane 2 marked, plane 3 after flipping
+    weights = targets + 1
+    config = AugmentationConfig.spatial_only()
+    config = type(config)(**{**config.__dict__, "p_elastic": 0.0, "p_rot90": 0.0, "p_flip": 1.0})
+    image = labels[None].astype(np.float32)
+    new_image, new_targets, new_weights = augment(
+        image, targets, weights, np.random.default_rng(0), config, z_flipped=(flipped, flipped + 1)
+    )
+    flipped_labels = labels[::-1, ::-1, ::-1]
+    np.testing.assert_array_equal(new_image[0], flipped_labels)
+    # the lower plane of the face is marked again, as for unflipped labels
+    np.testing.assert_array_equal(new_targets, make_targets(flipped_labels, mode="anisotropic"))
+    np.testing.assert_array_equal(new_weights, new_targets + 1)
+    with pytest.raises(InputError, match="z_flipped"):
+        augment(
+            image,
+            targets,
+            weights,
+            np.random.default_rng(0),
+            config,
+            z_flipped=(flipped[:1], weights),
+        )
+
+
+@pytest.mark.parametrize("mode", ["anisotropic", "thick"])
+def test_patch_dataset_targets_match_the_augmented_labels(mode):
+    labels = _random_cells(3, shape=(12, 32, 32), n_cells=12)
+    image = np.stack([labels, labels]).astype(np.float32)
+    config = AugmentationConfig.spatial_only()
+    config = type(config)(**{**config.__dict__, "p_elastic": 0.0, "p_flip": 0.5})
+    dataset = PatchDataset(
+        [(image, labels)],
+        (12, 32, 32),
+        samples_per_epoch=8,
+        augmentation=config,
+        target_options={"mode": mode},
+        max_background_fraction=None,
+    )
+    for index in range(len(dataset)):
+        item = dataset[index]
+        seen_labels = item["image"][0].numpy().astype(np.int32)
+        expected = make_targets(seen_labels, mode=mode)
+        np.testing.assert_array_equal(item["target"].numpy(), expected)
 
 
 def test_anisotropic_boundaries_mark_one_plane_between_planes():

@@ -145,8 +145,16 @@ def augment(
     weights: np.ndarray,
     rng: np.random.Generator,
     config: AugmentationConfig = AugmentationConfig(),  # noqa: B008 (frozen dataclass)
+    *,
+    z_flipped: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Randomly augment an image patch together with its targets and weights.
+
+    Targets that are not symmetric in Z (the "anisotropic" boundaries mark only the lower
+    plane of a face between planes) must not simply be flipped along Z: the flipped target
+    would mark the upper plane, and a network trained on both versions learns to mark
+    neither clearly. Pass ``z_flipped``, the targets and weights computed from the Z-flipped
+    labels and flipped back, and a Z flip uses them instead.
 
     Parameters
     ----------
@@ -160,6 +168,9 @@ def augment(
         Source of randomness; the result is a deterministic function of its state.
     config : AugmentationConfig
         Probabilities and ranges.
+    z_flipped : (targets, weights), optional
+        Targets and weights (shapes as above) to use in place of ``targets`` and ``weights``
+        when the Z axis is flipped; ``None`` flips ``targets`` and ``weights`` themselves.
 
     Returns
     -------
@@ -178,7 +189,11 @@ def augment(
             "must have the same (Z, Y, X) shape"
         )
 
-    image, targets, weights = _flip_and_rotate(image, targets, weights, rng, config)
+    if z_flipped is not None and (
+        np.shape(z_flipped[0]) != targets.shape or np.shape(z_flipped[1]) != weights.shape
+    ):
+        raise InputError("z_flipped targets and weights must match targets and weights in shape")
+    image, targets, weights = _flip_and_rotate(image, targets, weights, rng, config, z_flipped)
     if rng.random() < config.p_elastic:
         image, targets, weights = _elastic(image, targets, weights, rng, config)
     image = _intensity(np.array(image, dtype=np.float32), rng, config)
@@ -189,11 +204,13 @@ def augment(
     )
 
 
-def _flip_and_rotate(image, targets, weights, rng, config):
+def _flip_and_rotate(image, targets, weights, rng, config, z_flipped=None):
     arrays = [image, targets, weights]
     for axis in (1, 2, 3):
         if rng.random() < config.p_flip:
-            arrays = [np.flip(array, axis=axis) for array in arrays]
+            if axis == 1 and z_flipped is not None:
+                arrays = [image, *z_flipped]
+            arrays = [np.flip(np.asarray(array, dtype=np.float32), axis=axis) for array in arrays]
     if rng.random() < config.p_rot90:
         square = image.shape[2] == image.shape[3]
         k = int(rng.integers(1, 4)) if square else 2

@@ -333,6 +333,9 @@ class _PreparedStack:
     targets: np.ndarray
     weights: np.ndarray
     foreground_index: np.ndarray
+    #: Targets and weights of the Z-flipped labels, flipped back; None when flipping the
+    #: labels along Z flips the targets too (every mode except "anisotropic").
+    z_flipped: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class PatchDataset(Dataset):
@@ -344,7 +347,10 @@ class PatchDataset(Dataset):
     for the foreground channel, the U-Net weight map itself
     (:func:`~segmentation.training.weight_maps.unet_weight_map`, computed once per stack on the
     whole volume, so patch borders do not change it; cached on disk with ``cache_dir``).
-    Voxels of a patch that lie outside the stack (mirrored padding) get weight 0.
+    Voxels of a patch that lie outside the stack (mirrored padding) get weight 0. Targets that
+    are not symmetric in Z ("anisotropic" boundaries) are also computed from the Z-flipped
+    labels, so that a Z-flipped patch gets the targets of its flipped labels (see
+    :func:`~segmentation.training.augmentation.augment`).
 
     Two modes:
 
@@ -480,7 +486,14 @@ class PatchDataset(Dataset):
         targets = make_targets(labels, **self.target_options)
         weights = np.stack([edge_weights(targets[0], weight_map, **edge_options), weight_map])
         foreground_index = np.flatnonzero(targets[1])
-        return _PreparedStack(image, targets.astype(np.uint8), weights, foreground_index)
+        flipped_targets = make_targets(labels[::-1], **self.target_options)[:, ::-1]
+        z_flipped = None
+        if not np.array_equal(flipped_targets, targets):
+            flipped_weights = np.stack(
+                [edge_weights(flipped_targets[0], weight_map, **edge_options), weight_map]
+            )
+            z_flipped = (np.ascontiguousarray(flipped_targets, dtype=np.uint8), flipped_weights)
+        return _PreparedStack(image, targets.astype(np.uint8), weights, foreground_index, z_flipped)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random patches and augmentations are produced."""
@@ -525,7 +538,15 @@ class PatchDataset(Dataset):
         targets = crop_window(stack.targets, window).astype(np.float32)
         weights = crop_window(stack.weights, window, mode="constant")
         if self.augmentation is not None:
-            image, targets, weights = augment(image, targets, weights, rng, self.augmentation)
+            z_flipped = None
+            if stack.z_flipped is not None:
+                z_flipped = (
+                    crop_window(stack.z_flipped[0], window).astype(np.float32),
+                    crop_window(stack.z_flipped[1], window, mode="constant"),
+                )
+            image, targets, weights = augment(
+                image, targets, weights, rng, self.augmentation, z_flipped=z_flipped
+            )
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
             "target": torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)),
