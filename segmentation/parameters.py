@@ -18,13 +18,15 @@ DEFAULT_THRESHOLD = 0.8
 #: Width (in XY pixels) of the local-maximum footprint that places watershed seeds.
 DEFAULT_FOOTPRINT = 17
 #: Partition cutoff: a boundary with mean probability above this separates two cells.
-DEFAULT_CUTOFF = 0.65
+DEFAULT_CUTOFF = 0.6
 DEFAULT_METHOD: PartitionMethod = "agglomeration"
 #: Smallest cell kept, in voxels.
 DEFAULT_MIN_SIZE = 300
 #: Largest cell kept, in voxels (None: no limit).
 DEFAULT_MAX_SIZE: int | None = None
-#: Sliding-window size (Z, Y, X) of the network; clipped to the stack's size.
+#: Sliding-window size (Z, Y, X) of the network; clipped to the stack's size and rounded down
+#: to a multiple of the network's grid (8 for the bundled U-Net: a 25-plane stack gets two
+#: 24-plane windows).
 DEFAULT_PATCH: tuple[int, int, int] = (32, 256, 256)
 #: Fraction of overlap between neighbouring windows.
 DEFAULT_OVERLAP = 0.25

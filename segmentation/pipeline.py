@@ -141,6 +141,7 @@ def predict(
         device=model.device,
         autocast=parameters.autocast,
         progress=progress,
+        multiple_of=getattr(model.network, "downsampling_factor", 1),
     )
     card = model.card
     boundary = probabilities[card.boundary_channel]

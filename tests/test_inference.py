@@ -141,3 +141,48 @@ def test_tissue_mask_leaves_stacks_without_background_alone():
     rng = np.random.default_rng(1)
     image = rng.normal(1000, 150, size=(2, 6, 64, 64)).astype(np.float32)
     assert tissue_mask(image) is None
+
+
+class ShapeRecorder(Pointwise):
+    """A :class:`Pointwise` network that remembers the shape of every window it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.shapes.append(tuple(x.shape[2:]))
+        return super().forward(x)
+
+
+@pytest.mark.parametrize(
+    ("patch", "windows"),
+    [((32, 32, 32), {(32, 32, 32)}), ((24, 32, 32), {(24, 32, 32)}), ((25, 33, 4), {(24, 32, 8)})],
+)
+def test_windows_are_multiples_of_the_network_grid(patch, windows):
+    image = np.random.default_rng(4).normal(size=(2, 25, 40, 36)).astype(np.float32)
+    network = ShapeRecorder()
+    output = predict_probabilities(network, image, patch=patch, overlap=0.25, multiple_of=8)
+    assert output.shape == (2, 25, 40, 36)
+    # 25 planes under a 32-plane patch are padded to 32; a 24-plane patch takes two windows
+    assert set(network.shapes) == windows
+    with torch.no_grad():
+        direct = torch.sigmoid(network(torch.from_numpy(image)[None]))[0].numpy()
+    np.testing.assert_allclose(output, direct, atol=1e-5)
+
+
+@pytest.mark.parametrize("planes", [1, 5])
+def test_axes_shorter_than_the_grid_are_padded_and_cropped(planes):
+    image = np.random.default_rng(5).normal(size=(2, planes, 16, 16)).astype(np.float32)
+    network = ShapeRecorder()
+    output = predict_probabilities(network, image, patch=(32, 16, 16), overlap=0.0, multiple_of=8)
+    assert network.shapes == [(8, 16, 16)]
+    assert output.shape == (2, planes, 16, 16)
+    with torch.no_grad():
+        direct = torch.sigmoid(network(torch.from_numpy(image)[None]))[0].numpy()
+    np.testing.assert_allclose(output, direct, atol=1e-5)
+
+
+def test_unet_downsampling_factor():
+    assert UNet3D(2, 2, f_maps=4, num_levels=4).downsampling_factor == 8
+    assert UNet3D(2, 2, f_maps=4, num_levels=2).downsampling_factor == 2

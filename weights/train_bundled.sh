@@ -10,10 +10,15 @@
 #      current generator (folded gonad arms, tube filling the depth), keeping patches that
 #      are almost all background, so that the network sees camera noise far from tissue;
 #   4. continues from stage 3's best checkpoint at a lower learning rate that is halved less
-#      eagerly (stage 3's noisy validation loss had cut it to 3e-5 within 45 epochs).
+#      eagerly (stage 3's noisy validation loss had cut it to 3e-5 within 45 epochs);
+#   5. continues from stage 4's best checkpoint after the Z-flip fix of the training data
+#      (a Z-flipped patch now gets the targets of its flipped labels; stages 2-4 ran before
+#      it, so half their patches marked the upper instead of the lower plane of faces
+#      between Z planes). The shipped weights are stage 5's last checkpoint (epoch 58).
 # Stages 1 and 2 of the shipped model ran with the phantom generator of commit d8afca7
-# (check it out to reproduce them exactly); stages 3 and 4 with the generator of this
-# commit. All four runs were stopped by hand; the epoch counts below reproduce them.
+# (check it out to reproduce them exactly); stages 3-5 with the generator of this commit;
+# stages 2-4 with the training data code of commit 0bc4370 (before the Z-flip fix). All five
+# runs were stopped by hand; the epoch counts below reproduce them.
 # Usage: weights/train_bundled.sh [RUN_DIR]
 set -euo pipefail
 RUN=${1:-runs/bundled}
@@ -21,6 +26,7 @@ EPOCHS_STAGE1=${EPOCHS_STAGE1:-44}
 EPOCHS_STAGE2=${EPOCHS_STAGE2:-27}
 EPOCHS_STAGE3=${EPOCHS_STAGE3:-51}
 EPOCHS_STAGE4=${EPOCHS_STAGE4:-49}
+EPOCHS_STAGE5=${EPOCHS_STAGE5:-58}
 HERE=$(dirname "$0")
 
 python "$HERE/make_phantom_data.py" "$RUN-data" 80 384 0
@@ -49,6 +55,12 @@ germseg train --data "$RUN-data-v2/data.csv" --out "$RUN-stage4" --epochs "$EPOC
   --patience 40 --lr-patience 12 --boundary-mode anisotropic --w0 5 --keep-background-patches \
   --name germseg-unet3d-phantom-v2 --device cpu
 
-cp "$RUN-stage4/best_checkpoint.pytorch" "$HERE/germseg_unet3d.pt"
-cp "$RUN-stage4/best_checkpoint.json" "$HERE/germseg_unet3d.json"
+germseg train --data "$RUN-data-v2/data.csv" --out "$RUN-stage5" --epochs "$EPOCHS_STAGE5" \
+  --init "$RUN-stage4/best_checkpoint.pytorch" \
+  --patch 24,128,128 --batch 2 --lr 2.5e-4 --bf16 --seed 5 --patches-per-epoch 64 \
+  --patience 40 --lr-patience 12 --boundary-mode anisotropic --w0 5 --keep-background-patches \
+  --name germseg-unet3d-phantom-v3 --device cpu
+
+cp "$RUN-stage5/last_checkpoint.pytorch" "$HERE/germseg_unet3d.pt"
+cp "$RUN-stage5/last_checkpoint.json" "$HERE/germseg_unet3d.json"
 # The card's "metrics" come from: python benchmarks/eval_model.py --seeds 10000-10003

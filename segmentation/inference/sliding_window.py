@@ -89,6 +89,7 @@ def predict_probabilities(
     device: torch.device | str = "cpu",
     autocast: str = "none",
     progress: Callable[[int, int], None] | None = None,
+    multiple_of: int = 1,
 ) -> np.ndarray:
     """Predict per-voxel probabilities with overlapping, Gaussian-blended windows.
 
@@ -115,6 +116,14 @@ def predict_probabilities(
         on a GPU.
     progress : callable(done, total), optional
         Called with the number of windows done after each batch.
+    multiple_of : int
+        The network's grid (its ``downsampling_factor``): every window is a multiple of it
+        along each axis, so that no plane loses the network's deepest features (max pooling
+        drops the last plane of an odd-sized axis). An axis shorter than ``patch`` is
+        padded with its edge values, half before and half after, up to the next multiple
+        (a 25-plane stack becomes 32 planes, one window deep) and cropped afterwards;
+        windows along longer axes are ``patch`` rounded down to a multiple (``patch`` 24
+        on a 25-plane stack gives two overlapping 24-plane windows).
 
     Returns
     -------
@@ -125,11 +134,14 @@ def predict_probabilities(
         raise InputError(f"expected a (C, Z, Y, X) image, got shape {image.shape}")
     if not 0.0 <= overlap < 1.0:
         raise InputError(f"overlap {overlap} is out of range: use a value in [0, 1)")
-    if batch_size < 1 or min(patch) < 1:
-        raise InputError("patch sizes and batch size must be positive")
+    if batch_size < 1 or min(patch) < 1 or multiple_of < 1:
+        raise InputError("patch sizes, batch size and multiple_of must be positive")
     device = torch.device(device)
+    image, crop = _pad_to_multiple(image, patch, multiple_of)
     spatial_shape = image.shape[1:]
-    window = tuple(min(p, s) for p, s in zip(patch, spatial_shape, strict=True))
+    window = tuple(
+        _window_length(p, s, multiple_of) for p, s in zip(patch, spatial_shape, strict=True)
+    )
     windows = sliding_windows(spatial_shape, window, overlap)
     importance = gaussian_importance(window)
     importance_tensor = torch.from_numpy(importance).to(device)
@@ -156,4 +168,30 @@ def predict_probabilities(
                 progress(done, len(windows))
     assert output is not None
     output /= weight_sum
-    return output
+    return output[(slice(None), *crop)]
+
+
+def _window_length(patch: int, size: int, multiple_of: int) -> int:
+    """``min(patch, size)`` rounded down to a multiple of ``multiple_of`` (at least one)."""
+    length = min(patch, size)
+    return max(multiple_of, length - length % multiple_of)
+
+
+def _pad_to_multiple(
+    image: np.ndarray, patch: tuple[int, int, int], multiple_of: int
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Edge-pad spatial axes shorter than ``patch`` to a multiple of ``multiple_of``.
+
+    Returns the padded image and the slices that cut the original volume back out.
+    """
+    padding = [(0, 0)]
+    for size, window in zip(image.shape[1:], patch, strict=True):
+        missing = -size % multiple_of if size < max(window, multiple_of) else 0
+        padding.append((missing // 2, missing - missing // 2))
+    crop = tuple(
+        slice(before, before + size)
+        for (before, _), size in zip(padding[1:], image.shape[1:], strict=True)
+    )
+    if any(before or after for before, after in padding):
+        image = np.pad(image, padding, mode="edge")
+    return image, crop

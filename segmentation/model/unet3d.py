@@ -130,6 +130,15 @@ class UNet3D(nn.Module):
         )
         self.final_conv = nn.Conv3d(features[0], out_channels, kernel_size=1)
 
+    @property
+    def downsampling_factor(self) -> int:
+        """Size of the coarsest grid step: inputs should be multiples of it along each axis.
+
+        Max pooling drops the last plane of an odd-sized axis, so the deepest features of
+        the last planes of an input that is not a multiple of this are missing.
+        """
+        return 2 ** (len(self.encoders) - 1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         for encoder in self.encoders:
