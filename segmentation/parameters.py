@@ -24,9 +24,9 @@ DEFAULT_METHOD: PartitionMethod = "agglomeration"
 DEFAULT_MIN_SIZE = 300
 #: Largest cell kept, in voxels (None: no limit).
 DEFAULT_MAX_SIZE: int | None = None
-#: Sliding-window size (Z, Y, X) of the network; clipped to the stack's size and rounded down
-#: to a multiple of the network's grid (8 for the bundled U-Net: a 25-plane stack gets two
-#: 24-plane windows).
+#: Sliding-window size (Z, Y, X) of the network. Windows are multiples of the network's grid
+#: (8 for the bundled U-Net): shorter axes are edge-padded (a 25-plane stack to 32 planes),
+#: longer ones use this size rounded down.
 DEFAULT_PATCH: tuple[int, int, int] = (32, 256, 256)
 #: Fraction of overlap between neighbouring windows.
 DEFAULT_OVERLAP = 0.25
@@ -77,7 +77,8 @@ class InferenceParameters:
     patch: tuple[int, int, int] = field(default=DEFAULT_PATCH)
     overlap: float = DEFAULT_OVERLAP
     device: Device = DEFAULT_DEVICE
-    batch_size: int = 2
+    #: Windows per forward pass; 1 is as fast on the CPU and halves the activations' memory.
+    batch_size: int = 1
     autocast: Autocast = DEFAULT_AUTOCAST
 
     def as_dict(self) -> dict:

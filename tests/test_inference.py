@@ -186,3 +186,13 @@ def test_axes_shorter_than_the_grid_are_padded_and_cropped(planes):
 def test_unet_downsampling_factor():
     assert UNet3D(2, 2, f_maps=4, num_levels=4).downsampling_factor == 8
     assert UNet3D(2, 2, f_maps=4, num_levels=2).downsampling_factor == 2
+
+
+def test_padding_equals_predicting_on_the_edge_padded_stack():
+    torch.manual_seed(0)
+    network = UNet3D(2, 2, f_maps=4).eval()
+    image = np.random.default_rng(6).normal(size=(2, 5, 24, 20)).astype(np.float32)
+    padded = np.pad(image, ((0, 0), (1, 2), (0, 0), (0, 0)), mode="edge")
+    expected = predict_probabilities(network, padded, patch=(8, 16, 16), overlap=0.25)
+    output = predict_probabilities(network, image, patch=(8, 16, 16), overlap=0.25, multiple_of=8)
+    np.testing.assert_allclose(output, expected[:, 1:6], atol=1e-5)

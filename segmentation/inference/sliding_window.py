@@ -137,38 +137,76 @@ def predict_probabilities(
     if batch_size < 1 or min(patch) < 1 or multiple_of < 1:
         raise InputError("patch sizes, batch size and multiple_of must be positive")
     device = torch.device(device)
-    image, crop = _pad_to_multiple(image, patch, multiple_of)
     spatial_shape = image.shape[1:]
-    window = tuple(
-        _window_length(p, s, multiple_of) for p, s in zip(patch, spatial_shape, strict=True)
+    padding = _padding_to_multiple(spatial_shape, patch, multiple_of)
+    padded_shape = tuple(
+        size + before + after for size, (before, after) in zip(spatial_shape, padding, strict=True)
     )
-    windows = sliding_windows(spatial_shape, window, overlap)
+    window = tuple(
+        _window_length(p, s, multiple_of) for p, s in zip(patch, padded_shape, strict=True)
+    )
+    # windows live on the padded grid; each is cut back to the stack (the padding is never
+    # materialised, so memory stays that of the unpadded stack)
+    windows = [
+        _Placement(padded, padding, spatial_shape)
+        for padded in sliding_windows(padded_shape, window, overlap)
+    ]
     importance = gaussian_importance(window)
     importance_tensor = torch.from_numpy(importance).to(device)
 
     output: np.ndarray | None = None
     weight_sum = np.zeros(spatial_shape, dtype=np.float32)
-    for window_slices in windows:
-        weight_sum[window_slices] += importance
+    for placement in windows:
+        weight_sum[placement.inside] += importance[placement.local]
     logger.info("inference: %d windows of %s on %s", len(windows), window, device)
 
     network.eval()
     done = 0
     with torch.inference_mode(), _autocast_context(device, autocast):
         for batch in _batches(windows, batch_size):
-            inputs = np.stack([image[(slice(None), *w)] for w in batch])
+            inputs = np.stack([placement.crop(image) for placement in batch])
             logits = network(torch.from_numpy(inputs).to(device))
             weighted = (torch.sigmoid(logits.float()) * importance_tensor).cpu().numpy()
             if output is None:
                 output = np.zeros((weighted.shape[1], *spatial_shape), dtype=np.float32)
-            for window_slices, window_probability in zip(batch, weighted, strict=True):
-                output[(slice(None), *window_slices)] += window_probability
+            for placement, window_probability in zip(batch, weighted, strict=True):
+                output[(slice(None), *placement.inside)] += window_probability[
+                    (slice(None), *placement.local)
+                ]
             done += len(batch)
             if progress is not None:
                 progress(done, len(windows))
     assert output is not None
     output /= weight_sum
-    return output[(slice(None), *crop)]
+    return output
+
+
+class _Placement:
+    """A window on the padded grid: the part inside the stack and where it sits in the window."""
+
+    def __init__(
+        self,
+        padded: tuple[slice, ...],
+        padding: list[tuple[int, int]],
+        shape: tuple[int, ...],
+    ) -> None:
+        inside, local, pad = [], [], []
+        for window, (before, _), size in zip(padded, padding, shape, strict=True):
+            start, stop = window.start - before, window.stop - before
+            first, last = max(0, start), min(size, stop)
+            inside.append(slice(first, last))
+            local.append(slice(first - start, last - start))
+            pad.append((first - start, stop - last))
+        self.inside = tuple(inside)
+        self.local = tuple(local)
+        self.pad = [(0, 0), *pad]
+
+    def crop(self, image: np.ndarray) -> np.ndarray:
+        """The window's input: the stack's voxels, edge values where it reaches past them."""
+        crop = image[(slice(None), *self.inside)]
+        if any(before or after for before, after in self.pad):
+            crop = np.pad(crop, self.pad, mode="edge")
+        return crop
 
 
 def _window_length(patch: int, size: int, multiple_of: int) -> int:
@@ -177,21 +215,12 @@ def _window_length(patch: int, size: int, multiple_of: int) -> int:
     return max(multiple_of, length - length % multiple_of)
 
 
-def _pad_to_multiple(
-    image: np.ndarray, patch: tuple[int, int, int], multiple_of: int
-) -> tuple[np.ndarray, tuple[slice, ...]]:
-    """Edge-pad spatial axes shorter than ``patch`` to a multiple of ``multiple_of``.
-
-    Returns the padded image and the slices that cut the original volume back out.
-    """
-    padding = [(0, 0)]
-    for size, window in zip(image.shape[1:], patch, strict=True):
+def _padding_to_multiple(
+    shape: tuple[int, ...], patch: tuple[int, int, int], multiple_of: int
+) -> list[tuple[int, int]]:
+    """Padding (before, after) that brings axes shorter than ``patch`` to a multiple."""
+    padding = []
+    for size, window in zip(shape, patch, strict=True):
         missing = -size % multiple_of if size < max(window, multiple_of) else 0
         padding.append((missing // 2, missing - missing // 2))
-    crop = tuple(
-        slice(before, before + size)
-        for (before, _), size in zip(padding[1:], image.shape[1:], strict=True)
-    )
-    if any(before or after for before, after in padding):
-        image = np.pad(image, padding, mode="edge")
-    return image, crop
+    return padding
