@@ -210,7 +210,7 @@ class _Placement:
 
 
 def _window_length(patch: int, size: int, multiple_of: int) -> int:
-    """``min(patch, size)`` rounded down to a multiple of ``multiple_of`` (at least one)."""
+    """``min(patch, size)`` rounded down to a multiple of ``multiple_of`` (at least that)."""
     length = min(patch, size)
     return max(multiple_of, length - length % multiple_of)
 
