@@ -158,7 +158,11 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         type=parse_triple,
         default=DEFAULT_PATCH,
         metavar="Z,Y,X",
-        help="network window size (default {})".format(",".join(map(str, DEFAULT_PATCH))),
+        help=(
+            "network window size (default {}); windows are multiples of the network's grid "
+            "(8 for the bundled model) and axes shorter "
+            "than the window are edge-padded"
+        ).format(",".join(map(str, DEFAULT_PATCH))),
     )
     parser.add_argument(
         "--overlap",
