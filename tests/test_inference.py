@@ -38,6 +38,12 @@ class Pointwise(nn.Module):
         return self.conv(x)
 
 
+def _whole_volume_probabilities(network: nn.Module, image: np.ndarray) -> np.ndarray:
+    """The network applied to the whole volume at once, no windows."""
+    with torch.no_grad():
+        return torch.sigmoid(network(torch.from_numpy(image)[None]))[0].numpy()
+
+
 def test_windows_cover_volume_and_end_at_border():
     assert window_starts(100, 40, 0.25) == [0, 30, 60]
     assert window_starts(30, 40, 0.25) == [0]
@@ -62,8 +68,7 @@ def test_result_does_not_depend_on_patch_size():
     network = Pointwise()
     small = predict_probabilities(network, image, patch=(4, 16, 16), overlap=0.5)
     large = predict_probabilities(network, image, patch=(10, 40, 64), overlap=0.25)
-    with torch.no_grad():
-        direct = torch.sigmoid(network(torch.from_numpy(image)[None]))[0].numpy()
+    direct = _whole_volume_probabilities(network, image)
     np.testing.assert_allclose(small, direct, atol=1e-5)
     np.testing.assert_allclose(large, direct, atol=1e-5)
 
@@ -166,8 +171,7 @@ def test_windows_are_multiples_of_the_network_grid(patch, windows):
     assert output.shape == (2, 25, 40, 36)
     # 25 planes under a 32-plane patch are padded to 32; a 24-plane patch takes two windows
     assert set(network.shapes) == windows
-    with torch.no_grad():
-        direct = torch.sigmoid(network(torch.from_numpy(image)[None]))[0].numpy()
+    direct = _whole_volume_probabilities(network, image)
     np.testing.assert_allclose(output, direct, atol=1e-5)
 
 
@@ -178,8 +182,7 @@ def test_axes_shorter_than_the_grid_are_padded_and_cropped(planes):
     output = predict_probabilities(network, image, patch=(32, 16, 16), overlap=0.0, multiple_of=8)
     assert network.shapes == [(8, 16, 16)]
     assert output.shape == (2, planes, 16, 16)
-    with torch.no_grad():
-        direct = torch.sigmoid(network(torch.from_numpy(image)[None]))[0].numpy()
+    direct = _whole_volume_probabilities(network, image)
     np.testing.assert_allclose(output, direct, atol=1e-5)
 
 
