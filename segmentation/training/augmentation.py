@@ -193,6 +193,8 @@ def augment(
         np.shape(z_flipped[0]) != targets.shape or np.shape(z_flipped[1]) != weights.shape
     ):
         raise InputError("z_flipped targets and weights must match targets and weights in shape")
+    if z_flipped is not None:
+        z_flipped = tuple(np.asarray(array, dtype=np.float32) for array in z_flipped)
     image, targets, weights = _flip_and_rotate(image, targets, weights, rng, config, z_flipped)
     if rng.random() < config.p_elastic:
         image, targets, weights = _elastic(image, targets, weights, rng, config)
@@ -210,7 +212,7 @@ def _flip_and_rotate(image, targets, weights, rng, config, z_flipped=None):
         if rng.random() < config.p_flip:
             if axis == 1 and z_flipped is not None:
                 arrays = [image, *z_flipped]
-            arrays = [np.flip(np.asarray(array, dtype=np.float32), axis=axis) for array in arrays]
+            arrays = [np.flip(array, axis=axis) for array in arrays]
     if rng.random() < config.p_rot90:
         square = image.shape[2] == image.shape[3]
         k = int(rng.integers(1, 4)) if square else 2

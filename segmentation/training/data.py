@@ -333,9 +333,10 @@ class _PreparedStack:
     targets: np.ndarray
     weights: np.ndarray
     foreground_index: np.ndarray
-    #: Targets and weights of the Z-flipped labels, flipped back; None when flipping the
-    #: labels along Z flips the targets too (every mode except "anisotropic").
-    z_flipped: tuple[np.ndarray, np.ndarray] | None = None
+    #: Boundary target and its weights computed from the Z-flipped labels, flipped back (the
+    #: foreground channel is symmetric in Z); None when flipping the labels along Z flips the
+    #: boundaries too (every mode except "anisotropic").
+    z_flipped_boundary: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class PatchDataset(Dataset):
@@ -486,14 +487,16 @@ class PatchDataset(Dataset):
         targets = make_targets(labels, **self.target_options)
         weights = np.stack([edge_weights(targets[0], weight_map, **edge_options), weight_map])
         foreground_index = np.flatnonzero(targets[1])
-        flipped_targets = make_targets(labels[::-1], **self.target_options)[:, ::-1]
-        z_flipped = None
-        if not np.array_equal(flipped_targets, targets):
-            flipped_weights = np.stack(
-                [edge_weights(flipped_targets[0], weight_map, **edge_options), weight_map]
+        flipped_boundary = make_targets(labels[::-1], **self.target_options)[0, ::-1]
+        z_flipped_boundary = None
+        if not np.array_equal(flipped_boundary, targets[0]):
+            z_flipped_boundary = (
+                np.ascontiguousarray(flipped_boundary, dtype=np.uint8),
+                edge_weights(flipped_boundary, weight_map, **edge_options),
             )
-            z_flipped = (np.ascontiguousarray(flipped_targets, dtype=np.uint8), flipped_weights)
-        return _PreparedStack(image, targets.astype(np.uint8), weights, foreground_index, z_flipped)
+        return _PreparedStack(
+            image, targets.astype(np.uint8), weights, foreground_index, z_flipped_boundary
+        )
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random patches and augmentations are produced."""
@@ -539,11 +542,12 @@ class PatchDataset(Dataset):
         weights = crop_window(stack.weights, window, mode="constant")
         if self.augmentation is not None:
             z_flipped = None
-            if stack.z_flipped is not None:
-                z_flipped = (
-                    crop_window(stack.z_flipped[0], window).astype(np.float32),
-                    crop_window(stack.z_flipped[1], window, mode="constant"),
-                )
+            if stack.z_flipped_boundary is not None:
+                boundary, boundary_weights = stack.z_flipped_boundary
+                flipped_targets, flipped_weights = targets.copy(), weights.copy()
+                flipped_targets[0] = crop_window(boundary, window)
+                flipped_weights[0] = crop_window(boundary_weights, window, mode="constant")
+                z_flipped = (flipped_targets, flipped_weights)
             image, targets, weights = augment(
                 image, targets, weights, rng, self.augmentation, z_flipped=z_flipped
             )
