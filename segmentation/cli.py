@@ -446,6 +446,21 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not redraw patches that are almost all background",
     )
+    parser.add_argument(
+        "--padding",
+        choices=("reflect", "edge"),
+        default=defaults.padding,
+        help="fill for patch parts outside a stack; edge matches inference, which edge-pads "
+        "stacks with fewer planes than its window (default %(default)s)",
+    )
+    parser.add_argument(
+        "--z-margin",
+        type=int,
+        default=defaults.z_margin,
+        metavar="PLANES",
+        help="random patches may reach this many planes past a stack's first or last plane, "
+        "so that edge planes are also learnt away from the patch border (default %(default)s)",
+    )
     parser.add_argument("--no-augment", action="store_true", help="disable augmentation")
     parser.add_argument("--name", default=defaults.name, help="model name for the model card")
     parser.set_defaults(handler=_run_train)
@@ -476,6 +491,8 @@ def _run_train(arguments: argparse.Namespace) -> int:
         max_background_fraction=(
             None if arguments.keep_background_patches else TrainingConfig.max_background_fraction
         ),
+        padding=arguments.padding,
+        z_margin=arguments.z_margin,
         augment=not arguments.no_augment,
         name=arguments.name,
     )

@@ -313,6 +313,60 @@ def test_crop_window_pads_past_the_edge():
     np.testing.assert_array_equal(crop_window(array, window, mode="constant")[:, 3], 0)
 
 
+def test_crop_window_pads_before_the_start():
+    array = np.arange(4 * 3 * 2).reshape(4, 3, 2)
+    window = (slice(-2, 3), slice(0, 3), slice(0, 2))
+    edge = crop_window(array, window, mode="edge")
+    assert edge.shape == (5, 3, 2)
+    np.testing.assert_array_equal(edge[:3], np.broadcast_to(array[0], (3, 3, 2)))
+    np.testing.assert_array_equal(edge[2:], array[:3])
+    constant = crop_window(array, window, mode="constant")
+    np.testing.assert_array_equal(constant[:2], 0)
+    np.testing.assert_array_equal(constant[2:], array[:3])
+    with pytest.raises(InputError, match="outside"):
+        crop_window(array, (slice(-3, 0), slice(0, 3), slice(0, 2)))
+
+
+@pytest.mark.parametrize("planes", [8, 9, 16])
+def test_z_margin_places_patches_past_the_stack_ends_with_edge_padding(planes):
+    labels = np.zeros((planes, 16, 16), dtype=np.int32)
+    labels[:, 2:14, 2:14] = 1
+    # plane z of the membrane channel holds z + 1, so padding shows up as repeated values
+    image = np.broadcast_to(
+        np.arange(1, planes + 1, dtype=np.float32)[None, :, None, None], (2, planes, 16, 16)
+    ).copy()
+    patch, margin = 12, 4
+    dataset = PatchDataset(
+        [(image, labels)], (patch, 16, 16), samples_per_epoch=60, padding="edge", z_margin=margin
+    )
+    before_counts, after_counts = set(), set()
+    for index in range(len(dataset)):
+        item = dataset[index]
+        values = item["image"][1, :, 0, 0].numpy()
+        real = item["weight"][1, :, 0, 0].numpy() > 0
+        before, after = int(np.argmax(real)), int(np.argmax(real[::-1]))
+        before_counts.add(before)
+        after_counts.add(after)
+        largest = max(margin, -(-(patch - planes) // 2))
+        assert before <= largest and after <= largest
+        # padded planes repeat the first or last plane of the stack; real ones are in order
+        np.testing.assert_array_equal(values[:before], 1)
+        np.testing.assert_array_equal(values[patch - after :], planes)
+        np.testing.assert_array_equal(np.diff(values[real]), 1)
+        assert real.sum() == patch - before - after
+    # patches reach past both ends, not only past the end the stack is too short for
+    assert max(before_counts) > 0 and max(after_counts) > 0
+
+
+def test_z_margin_and_padding_are_checked():
+    labels = np.ones((12, 8, 8), dtype=np.int32)
+    image = np.zeros((2, 12, 8, 8), dtype=np.float32)
+    with pytest.raises(InputError, match="z_margin"):
+        PatchDataset([(image, labels)], (10, 8, 8), z_margin=5)
+    with pytest.raises(InputError, match="padding"):
+        PatchDataset([(image, labels)], (10, 8, 8), padding="wrap")
+
+
 def test_is_background_patch_direction():
     labels = np.zeros((10, 10, 10), dtype=np.int32)
     assert is_background_patch(labels)

@@ -300,18 +300,21 @@ def patch_grid(
 
 
 def crop_window(array: np.ndarray, window: Window, *, mode: str = "reflect") -> np.ndarray:
-    """Crop ``window`` from the last three axes of ``array``, padding past the edge.
+    """Crop ``window`` from the last three axes of ``array``, padding past the edges.
 
-    ``mode`` is an ``numpy.pad`` mode for the part of the window outside the array
-    (``"constant"`` pads zeros).
+    A window may start before 0 or stop past the end of an axis; ``mode`` is the
+    ``numpy.pad`` mode for the part of the window outside the array (``"constant"`` pads
+    zeros, ``"edge"`` repeats the edge planes as inference does for short stacks).
     """
     spatial = array.shape[-3:]
-    inside = tuple(slice(w.start, min(w.stop, n)) for w, n in zip(window, spatial, strict=True))
+    inside = tuple(
+        slice(max(w.start, 0), min(w.stop, n)) for w, n in zip(window, spatial, strict=True)
+    )
+    if any(s.stop <= s.start for s in inside):
+        raise InputError(f"window {window} lies outside the array of shape {spatial}")
     crop = array[(..., *inside)]
-    padding = [
-        (0, (w.stop - w.start) - (s.stop - s.start)) for w, s in zip(window, inside, strict=True)
-    ]
-    if not any(after for _, after in padding):
+    padding = [(s.start - w.start, w.stop - s.stop) for w, s in zip(window, inside, strict=True)]
+    if not any(before or after for before, after in padding):
         return crop
     padding = [(0, 0)] * (array.ndim - 3) + padding
     if mode == "reflect" and min(crop.shape[-3:]) < 2:
@@ -348,7 +351,7 @@ class PatchDataset(Dataset):
     for the foreground channel, the U-Net weight map itself
     (:func:`~segmentation.training.weight_maps.unet_weight_map`, computed once per stack on the
     whole volume, so patch borders do not change it; cached on disk with ``cache_dir``).
-    Voxels of a patch that lie outside the stack (mirrored padding) get weight 0. Targets that
+    Voxels of a patch that lie outside the stack (padding) get weight 0. Targets that
     are not symmetric in Z ("anisotropic" boundaries) are also computed from the Z-flipped
     labels, so that a Z-flipped patch gets the targets of its flipped labels (see
     :func:`~segmentation.training.augmentation.augment`).
@@ -400,6 +403,16 @@ class PatchDataset(Dataset):
         Base seed.
     min_real_fraction : float
         Smallest fraction of real (not mirrored) data in a patch.
+    padding : {"reflect", "edge"}
+        How the image is filled where a patch lies outside the stack. Inference edge-pads
+        stacks with fewer planes than its window (a 25-plane stack sits in a 32-plane window,
+        3 repeated planes before and 4 after), so "edge" trains on what inference shows.
+    z_margin : int
+        Random patches may reach up to this many planes before the first or past the last
+        plane of a stack (more when the stack has fewer planes than the patch, so that it
+        can be centred), so that the stack's first and last planes are also seen away from
+        the patch border, as in inference. 0 keeps every patch inside the stack along Z
+        when it fits.
     """
 
     def __init__(
@@ -420,9 +433,21 @@ class PatchDataset(Dataset):
         names: Sequence[str] | None = None,
         seed: int = 0,
         min_real_fraction: float = 0.6,
+        padding: str = "reflect",
+        z_margin: int = 0,
     ) -> None:
         if not stacks:
             raise InputError("no training stacks given")
+        if padding not in ("reflect", "edge"):
+            raise InputError(f"padding must be 'reflect' or 'edge', got {padding!r}")
+        largest_margin = int((1.0 - min_real_fraction) * patch_size[0])
+        if not 0 <= z_margin <= largest_margin:
+            raise InputError(
+                f"z_margin must lie in 0..{largest_margin} for a {patch_size[0]}-plane patch "
+                f"(at least {min_real_fraction:.0%} of a patch is real data), got {z_margin}"
+            )
+        self.padding = padding
+        self.z_margin = int(z_margin)
         self.patch_size = tuple(int(p) for p in patch_size)
         self.samples_per_epoch = int(samples_per_epoch)
         self.grid = grid
@@ -520,7 +545,24 @@ class PatchDataset(Dataset):
             int(min(max(s, 0), max(n - p, 0)))
             for s, n, p in zip(starts, shape, self.patch_size, strict=True)
         ]
+        if self.z_margin:
+            starts[0] = self._z_start(starts[0], shape[0], rng)
         return tuple(slice(s, s + p) for s, p in zip(starts, self.patch_size, strict=True))
+
+    def _z_start(self, start: int, planes: int, rng: np.random.Generator) -> int:
+        """Move a patch's first plane by up to ``z_margin`` past the stack's Z ends.
+
+        The padding on either side stays within ``max(z_margin, ceil((patch - planes) / 2))``
+        planes; a stack shorter than the patch is placed uniformly within that range.
+        """
+        patch = self.patch_size[0]
+        margin = max(self.z_margin, -(-(patch - planes) // 2))
+        low, high = -margin, planes - patch + margin
+        if planes <= patch:
+            return int(rng.integers(low, high + 1))
+        if start <= max(planes - patch, 0) // 2:
+            return int(max(low, min(start - int(rng.integers(0, self.z_margin + 1)), high)))
+        return int(min(high, max(start + int(rng.integers(0, self.z_margin + 1)), low)))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
@@ -537,7 +579,7 @@ class PatchDataset(Dataset):
                     crop_window(stack.targets[1], window), self.max_background_fraction
                 ):
                     break
-        image = crop_window(stack.image, window)
+        image = crop_window(stack.image, window, mode=self.padding)
         targets = crop_window(stack.targets, window).astype(np.float32)
         weights = crop_window(stack.weights, window, mode="constant")
         if self.augmentation is not None:

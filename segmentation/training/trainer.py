@@ -78,6 +78,8 @@ class TrainingConfig:
     boundary_mode: str = "anisotropic"
     boundary_connectivity: int = 2
     max_background_fraction: float | None = 0.98
+    padding: str = "reflect"
+    z_margin: int = 0
     augment: bool = True
     name: str = "germseg-unet3d"
 
@@ -284,6 +286,8 @@ def train(
         cache_dir=cache_dir,
         names=[f"train{i}" for i in range(len(train_stacks))],
         seed=config.seed,
+        padding=config.padding,
+        z_margin=config.z_margin,
     )
     val_dataset = PatchDataset(
         [(image, labels) for image, labels, _ in val_stacks],
@@ -296,6 +300,8 @@ def train(
         cache_dir=cache_dir,
         names=[f"val{i}" for i in range(len(val_stacks))],
         seed=config.seed + 1,
+        padding=config.padding,
+        z_margin=config.z_margin,
     )
     val_loader = DataLoader(val_dataset, batch_size=config.batch_size, shuffle=False)
     loss_function = BCEDiceLoss()
