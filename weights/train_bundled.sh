@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the bundled model weights/germseg_unet3d.pt on a CPU, in four `germseg train`
+# Reproduces the bundled model weights/germseg_unet3d.pt on a CPU, in six `germseg train`
 # stages on synthetic phantoms (seeds >= 10000 are reserved for evaluation, >= 20000 for
 # tuning, so none is used here):
 #   1. "thick" boundary targets, w0 = 10, on 80 stacks of (Z, 384, 384);
@@ -14,11 +14,15 @@
 #   5. continues from stage 4's best checkpoint after the Z-flip fix of the training data
 #      (a Z-flipped patch now gets the targets of its flipped labels; stages 2-4 ran before
 #      it, so half their patches marked the upper instead of the lower plane of faces
-#      between Z planes). The shipped weights are stage 5's last checkpoint (epoch 58).
+#      between Z planes);
+#   6. continues from stage 5's last checkpoint (epoch 58) with 32-plane patches that are
+#      edge-padded and reach up to 8 planes past a stack's first or last plane, which is how
+#      inference shows a 25-plane stack (edge-padded into a 32-plane window). The shipped
+#      weights are stage 6's best checkpoint (epoch 35 of 45).
 # Stages 1 and 2 of the shipped model ran with the phantom generator of commit d8afca7
-# (check it out to reproduce them exactly); stages 3-5 with the generator of this commit;
-# stages 2-4 with the training data code of commit 0bc4370 (before the Z-flip fix). All five
-# runs were stopped by hand; the epoch counts below reproduce them.
+# (check it out to reproduce them exactly); stages 3-6 with the generator of this commit;
+# stages 2-4 with the training data code of commit 0bc4370 (before the Z-flip fix). Runs 1-5
+# were stopped by hand; the epoch counts below reproduce them.
 # Usage: weights/train_bundled.sh [RUN_DIR]
 set -euo pipefail
 RUN=${1:-runs/bundled}
@@ -27,6 +31,7 @@ EPOCHS_STAGE2=${EPOCHS_STAGE2:-27}
 EPOCHS_STAGE3=${EPOCHS_STAGE3:-51}
 EPOCHS_STAGE4=${EPOCHS_STAGE4:-49}
 EPOCHS_STAGE5=${EPOCHS_STAGE5:-58}
+EPOCHS_STAGE6=${EPOCHS_STAGE6:-45}
 HERE=$(dirname "$0")
 
 python "$HERE/make_phantom_data.py" "$RUN-data" 80 384 0
@@ -61,6 +66,12 @@ germseg train --data "$RUN-data-v2/data.csv" --out "$RUN-stage5" --epochs "$EPOC
   --patience 40 --lr-patience 12 --boundary-mode anisotropic --w0 5 --keep-background-patches \
   --name germseg-unet3d-phantom-v3 --device cpu
 
-cp "$RUN-stage5/last_checkpoint.pytorch" "$HERE/germseg_unet3d.pt"
-cp "$RUN-stage5/last_checkpoint.json" "$HERE/germseg_unet3d.json"
+germseg train --data "$RUN-data-v2/data.csv" --out "$RUN-stage6" --epochs "$EPOCHS_STAGE6" \
+  --init "$RUN-stage5/last_checkpoint.pytorch" \
+  --patch 32,128,128 --batch 2 --lr 2e-4 --bf16 --seed 7 --patches-per-epoch 64 \
+  --patience 45 --lr-patience 12 --boundary-mode anisotropic --w0 5 --keep-background-patches \
+  --padding edge --z-margin 8 --name germseg-unet3d-phantom-v4 --device cpu
+
+cp "$RUN-stage6/best_checkpoint.pytorch" "$HERE/germseg_unet3d.pt"
+cp "$RUN-stage6/best_checkpoint.json" "$HERE/germseg_unet3d.json"
 # The card's "metrics" come from: python benchmarks/eval_model.py --seeds 10000-10003
