@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from segmentation.inference.sliding_window import (
+    crop_window,
     gaussian_importance,
     predict_probabilities,
     resolve_autocast,
@@ -12,6 +13,7 @@ from segmentation.inference.sliding_window import (
 from segmentation.inference.tissue_mask import tissue_mask
 
 __all__ = [
+    "crop_window",
     "gaussian_importance",
     "predict_probabilities",
     "resolve_autocast",

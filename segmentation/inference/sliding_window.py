@@ -181,6 +181,29 @@ def predict_probabilities(
     return output
 
 
+def crop_window(array: np.ndarray, window: Window, *, mode: str = "reflect") -> np.ndarray:
+    """Crop ``window`` from the last three axes of ``array``, padding past the edges.
+
+    A window may start before 0 or stop past the end of an axis; ``mode`` is the
+    ``numpy.pad`` mode for the part of the window outside the array (``"constant"`` pads
+    zeros, ``"edge"`` repeats the edge planes as inference does for short stacks).
+    """
+    spatial = array.shape[-3:]
+    inside = tuple(
+        slice(max(w.start, 0), min(w.stop, n)) for w, n in zip(window, spatial, strict=True)
+    )
+    if any(s.stop <= s.start for s in inside):
+        raise InputError(f"window {window} lies outside the array of shape {spatial}")
+    crop = array[(..., *inside)]
+    padding = [(s.start - w.start, w.stop - s.stop) for w, s in zip(window, inside, strict=True)]
+    if not any(before or after for before, after in padding):
+        return crop
+    padding = [(0, 0)] * (array.ndim - 3) + padding
+    if mode == "reflect" and min(crop.shape[-3:]) < 2:
+        mode = "symmetric"
+    return np.pad(crop, padding, mode=mode)
+
+
 class _Placement:
     """A window on the padded grid: the part inside the stack and where it sits in the window."""
 
@@ -190,23 +213,20 @@ class _Placement:
         padding: list[tuple[int, int]],
         shape: tuple[int, ...],
     ) -> None:
-        inside, local, pad = [], [], []
-        for window, (before, _), size in zip(padded, padding, shape, strict=True):
-            start, stop = window.start - before, window.stop - before
+        window, inside, local = [], [], []
+        for padded_slice, (before, _), size in zip(padded, padding, shape, strict=True):
+            start, stop = padded_slice.start - before, padded_slice.stop - before
             first, last = max(0, start), min(size, stop)
+            window.append(slice(start, stop))
             inside.append(slice(first, last))
             local.append(slice(first - start, last - start))
-            pad.append((first - start, stop - last))
+        self.window = tuple(window)
         self.inside = tuple(inside)
         self.local = tuple(local)
-        self.pad = [(0, 0), *pad]
 
     def crop(self, image: np.ndarray) -> np.ndarray:
         """The window's input: the stack's voxels, edge values where it reaches past them."""
-        crop = image[(slice(None), *self.inside)]
-        if any(before or after for before, after in self.pad):
-            crop = np.pad(crop, self.pad, mode="edge")
-        return crop
+        return crop_window(image, self.window, mode="edge")
 
 
 def _window_length(patch: int, size: int, multiple_of: int) -> int:

@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from segmentation.errors import InputError
+from segmentation.inference.sliding_window import crop_window
 from segmentation.training.augmentation import AugmentationConfig, augment
 from segmentation.training.targets import edge_weights, make_targets
 from segmentation.training.weight_maps import cached_weight_map, unet_weight_map
@@ -299,29 +300,6 @@ def patch_grid(
     ]
 
 
-def crop_window(array: np.ndarray, window: Window, *, mode: str = "reflect") -> np.ndarray:
-    """Crop ``window`` from the last three axes of ``array``, padding past the edges.
-
-    A window may start before 0 or stop past the end of an axis; ``mode`` is the
-    ``numpy.pad`` mode for the part of the window outside the array (``"constant"`` pads
-    zeros, ``"edge"`` repeats the edge planes as inference does for short stacks).
-    """
-    spatial = array.shape[-3:]
-    inside = tuple(
-        slice(max(w.start, 0), min(w.stop, n)) for w, n in zip(window, spatial, strict=True)
-    )
-    if any(s.stop <= s.start for s in inside):
-        raise InputError(f"window {window} lies outside the array of shape {spatial}")
-    crop = array[(..., *inside)]
-    padding = [(s.start - w.start, w.stop - s.stop) for w, s in zip(window, inside, strict=True)]
-    if not any(before or after for before, after in padding):
-        return crop
-    padding = [(0, 0)] * (array.ndim - 3) + padding
-    if mode == "reflect" and min(crop.shape[-3:]) < 2:
-        mode = "symmetric"
-    return np.pad(crop, padding, mode=mode)
-
-
 def is_background_patch(labels_patch: np.ndarray, max_background_fraction: float = 0.98) -> bool:
     """True when more than ``max_background_fraction`` of the patch is background (0)."""
     labels_patch = np.asarray(labels_patch)
@@ -560,9 +538,9 @@ class PatchDataset(Dataset):
         low, high = -margin, planes - patch + margin
         if planes <= patch:
             return int(rng.integers(low, high + 1))
-        if start <= max(planes - patch, 0) // 2:
-            return int(max(low, min(start - int(rng.integers(0, self.z_margin + 1)), high)))
-        return int(min(high, max(start + int(rng.integers(0, self.z_margin + 1)), low)))
+        # start lies in 0..planes - patch, so a shift of at most z_margin stays in low..high
+        shift = int(rng.integers(0, self.z_margin + 1))
+        return start - shift if start <= (planes - patch) // 2 else start + shift
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
