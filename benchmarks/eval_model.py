@@ -68,11 +68,13 @@ def cached_prediction(
     # the key names the exact weights and the exact phantom, so that neither a retrained
     # model nor a changed generator can pick up stale predictions
     image = hashlib.sha256(phantom.image.tobytes()).hexdigest()[:10]
-    # windows are multiples of the network's grid, short axes edge-padded (predict_probabilities)
+    # windows are multiples of the network's grid, short axes edge-padded, blended with
+    # separable weights (predict_probabilities); "-sep" keeps out predictions from before
     grid = getattr(model.network, "downsampling_factor", 1)
     key = (
         f"{model.card.name}-{weights}-{seed}-{image}"
-        f"-{'x'.join(map(str, shape))}-{inference.autocast}-{window}-{inference.overlap}-g{grid}p"
+        f"-{'x'.join(map(str, shape))}-{inference.autocast}-{window}-{inference.overlap}"
+        f"-g{grid}p-sep"
     )
     path = cache / f"{key}.npz"
     if path.is_file():

@@ -43,19 +43,48 @@ def sliding_windows(
     ]
 
 
-def gaussian_importance(window: tuple[int, int, int], sigma_scale: float = 0.125) -> np.ndarray:
-    """Separable Gaussian weights peaking at the window centre, floored to stay positive."""
+def gaussian_importance(
+    window: tuple[int, int, int],
+    sigma_scale: float = 0.125,
+    flat_axes: tuple[int, ...] = (),
+) -> np.ndarray:
+    """Separable Gaussian weights peaking at the window centre.
+
+    Each axis's profile is floored at 1e-3 of its peak before the profiles are multiplied,
+    so that the weights stay separable: along any axis, two windows' weights at a voxel keep
+    the ratio of their profiles there, however far the voxel lies from the centre along the
+    other axes. (Flooring the product instead gives every window the same weight wherever
+    the product is small, e.g. on a stack's first planes, and window borders show as seams.)
+
+    Parameters
+    ----------
+    window : tuple of int
+        Window size (Z, Y, X).
+    sigma_scale : float
+        Gaussian sigma as a fraction of the window's length along each axis.
+    flat_axes : tuple of int
+        Axes along which the volume has a single window: their profile is flat (all ones),
+        as there is nothing to blend along them.
+
+    Returns
+    -------
+    ndarray of float32, shape ``window``
+        Weights in (0, 1], 1 at the centre.
+    """
     profiles = []
-    for length in window:
+    for axis, length in enumerate(window):
+        if axis in flat_axes:
+            profiles.append(np.ones(length))
+            continue
         centre = (length - 1) / 2.0
         sigma = max(length * sigma_scale, 1e-3)
         coordinate = np.arange(length, dtype=np.float64)
-        profiles.append(np.exp(-0.5 * ((coordinate - centre) / sigma) ** 2))
+        profile = np.exp(-0.5 * ((coordinate - centre) / sigma) ** 2)
+        profiles.append(np.maximum(profile / profile.max(), 1e-3))
     importance = (
         profiles[0][:, None, None] * profiles[1][None, :, None] * profiles[2][None, None, :]
     )
-    importance /= importance.max()
-    return np.maximum(importance, 1e-3).astype(np.float32)
+    return importance.astype(np.float32)
 
 
 def _batches(windows: list[Window], batch_size: int) -> Iterator[list[Window]]:
@@ -151,7 +180,12 @@ def predict_probabilities(
         _Placement(padded, padding, spatial_shape)
         for padded in sliding_windows(padded_shape, window, overlap)
     ]
-    importance = gaussian_importance(window)
+    single_window_axes = tuple(
+        axis
+        for axis, (size, length) in enumerate(zip(padded_shape, window, strict=True))
+        if len(window_starts(size, length, overlap)) == 1
+    )
+    importance = gaussian_importance(window, flat_axes=single_window_axes)
     importance_tensor = torch.from_numpy(importance).to(device)
 
     output: np.ndarray | None = None
