@@ -182,8 +182,8 @@ def predict_probabilities(
     ]
     single_window_axes = tuple(
         axis
-        for axis, (size, length) in enumerate(zip(padded_shape, window, strict=True))
-        if len(window_starts(size, length, overlap)) == 1
+        for axis in range(3)
+        if len({placement.window[axis].start for placement in windows}) == 1
     )
     importance = gaussian_importance(window, flat_axes=single_window_axes)
     importance_tensor = torch.from_numpy(importance).to(device)

@@ -380,7 +380,7 @@ class PatchDataset(Dataset):
     seed : int
         Base seed.
     min_real_fraction : float
-        Smallest fraction of real (not mirrored) data in a patch.
+        Smallest fraction of real (not padded) data in a patch.
     padding : {"reflect", "edge"}
         How the image is filled where a patch lies outside the stack. Inference edge-pads
         stacks with fewer planes than its window (a 25-plane stack sits in a 32-plane window,
