@@ -60,19 +60,37 @@ def weights_hash(model) -> str:
     return weights.hexdigest()[:10]
 
 
+SINGLE_CHANNELS = {"membrane": 1, "cytoplasm": 0}
+
+
 def cached_prediction(
-    seed: int, shape, model, weights: str, inference: InferenceParameters, cache: Path
+    seed: int,
+    shape,
+    model,
+    weights: str,
+    inference: InferenceParameters,
+    cache: Path,
+    single_channel: str | None = None,
 ) -> tuple[BoundaryPrediction, np.ndarray, tuple]:
+    """The network's output on phantom ``seed``, from ``cache`` when it was computed before.
+
+    ``single_channel`` ("membrane" or "cytoplasm") feeds that phantom channel to both model
+    inputs, as :func:`segmentation.io.read_stack` does for a single-channel stack.
+    """
     phantom = make_phantom(shape, seed)
+    image = phantom.image
+    if single_channel is not None:
+        channel = image[SINGLE_CHANNELS[single_channel]]
+        image = np.stack([channel, channel])
     window = "x".join(map(str, inference.patch))
     # the key names the exact weights and the exact phantom, so that neither a retrained
     # model nor a changed generator can pick up stale predictions
-    image = hashlib.sha256(phantom.image.tobytes()).hexdigest()[:10]
+    image_hash = hashlib.sha256(image.tobytes()).hexdigest()[:10]
     # windows are multiples of the network's grid, short axes edge-padded, blended with
     # separable weights (predict_probabilities); "-sep" keeps out predictions from before
     grid = getattr(model.network, "downsampling_factor", 1)
     key = (
-        f"{model.card.name}-{weights}-{seed}-{image}"
+        f"{model.card.name}-{weights}-{seed}-{image_hash}"
         f"-{'x'.join(map(str, shape))}-{inference.autocast}-{window}-{inference.overlap}"
         f"-g{grid}p-sep"
     )
@@ -83,7 +101,7 @@ def cached_prediction(
             stored["boundary"], stored["foreground"], "cache", float(stored["seconds"])
         )
     else:
-        stack = Stack(phantom.image.astype(np.float32), phantom.voxel_size, "CZYX", "uint16", ())
+        stack = Stack(image.astype(np.float32), phantom.voxel_size, "CZYX", "uint16", ())
         prediction = predict(stack, model, inference)
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(
@@ -150,6 +168,12 @@ def main() -> int:
     parser.add_argument("--sweep-fragment-ratios", default=str(DEFAULT_FRAGMENT_RATIO))
     parser.add_argument("--cache", type=Path, default=Path("scratch/prediction-cache"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--single-channel",
+        choices=tuple(SINGLE_CHANNELS),
+        default=None,
+        help="feed only this phantom channel, to both inputs (as for a single-channel stack)",
+    )
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -169,7 +193,13 @@ def main() -> int:
     results = []
     for seed in arguments.seeds:
         prediction, truth, voxel_size = cached_prediction(
-            seed, arguments.shape, model, weights, inference, arguments.cache
+            seed,
+            arguments.shape,
+            model,
+            weights,
+            inference,
+            arguments.cache,
+            arguments.single_channel,
         )
         start = time.perf_counter()
         result = segment_from_boundaries(prediction, parameters, voxel_size)
@@ -182,6 +212,7 @@ def main() -> int:
             "patch": list(inference.patch),
             "overlap": inference.overlap,
             "method": parameters.method,
+            "single_channel": arguments.single_channel,
             "network_seconds": round(prediction.seconds, 1),
             "postnetwork_seconds": round(seconds, 1),
             "n_gt": scores["n_gt"],

@@ -462,6 +462,15 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         "so that edge planes are also learnt away from the patch border (default %(default)s)",
     )
     parser.add_argument("--no-augment", action="store_true", help="disable augmentation")
+    parser.add_argument(
+        "--single-channel-fraction",
+        type=float,
+        default=defaults.single_channel_fraction,
+        metavar="F",
+        help="fraction of training patches whose image is one of its channels copied into "
+        "both inputs, as for a single-channel stack, so that the model also segments from "
+        "either channel alone (default %(default)s)",
+    )
     parser.add_argument("--name", default=defaults.name, help="model name for the model card")
     parser.set_defaults(handler=_run_train)
 
@@ -494,6 +503,7 @@ def _run_train(arguments: argparse.Namespace) -> int:
         padding=arguments.padding,
         z_margin=arguments.z_margin,
         augment=not arguments.no_augment,
+        single_channel_fraction=arguments.single_channel_fraction,
         name=arguments.name,
     )
     try:

@@ -91,7 +91,8 @@ def test_train_command_line(training_csv, tmp_path):
         ["train", "--data", str(training_csv), "--out", str(tmp_path), "--epochs", "1",
          "--patch", "8,48,48", "--batch", "2", "--patches-per-epoch", "2", "--f-maps", "8",
          "--boundary-mode", "anisotropic", "--w0", "5", "--no-augment", "--name", "cli",
-         "--lr-patience", "7", "--padding", "edge", "--z-margin", "2"]
+         "--lr-patience", "7", "--padding", "edge", "--z-margin", "2",
+         "--single-channel-fraction", "0.3"]
     )
     assert status == 0
     card = read_card(tmp_path / BEST_CHECKPOINT)
@@ -101,3 +102,4 @@ def test_train_command_line(training_csv, tmp_path):
     assert card.training["config"]["scheduler_patience"] == 7
     assert card.training["config"]["padding"] == "edge"
     assert card.training["config"]["z_margin"] == 2
+    assert card.training["config"]["single_channel_fraction"] == 0.3

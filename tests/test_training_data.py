@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -210,6 +211,34 @@ def test_intensity_transforms_never_mix_channels():
     blurred, _, _ = augment(image, image[:1], image[:1], np.random.default_rng(0), config)
     np.testing.assert_array_equal(blurred[1], 0.0)
     assert blurred[0].max() < 1.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_single_channel_copies_one_channel_into_both_inputs(seed):
+    """As read_stack does for a single-channel stack: identical inputs, from either channel."""
+    targets, weights = _patch()
+    image = np.random.default_rng(1).random((2, *targets.shape[1:]), dtype=np.float32)
+    image[1] += 5.0  # tell the channels apart
+    config = replace(AugmentationConfig.none(), p_single_channel=1.0)
+    copied, new_targets, new_weights = augment(
+        image, targets, weights, np.random.default_rng(seed), config
+    )
+    np.testing.assert_array_equal(copied[0], copied[1])
+    assert any(np.array_equal(copied[0], channel) for channel in image)
+    np.testing.assert_array_equal(new_targets, targets)
+    np.testing.assert_array_equal(new_weights, weights)
+
+
+def test_single_channel_fraction_sets_how_many_patches_are_copied():
+    targets, weights = _patch()
+    image = np.random.default_rng(1).random((2, *targets.shape[1:]), dtype=np.float32)
+    config = replace(AugmentationConfig.none(), p_single_channel=0.25)
+    copied = [
+        np.array_equal(*augment(image, targets, weights, np.random.default_rng(s), config)[0])
+        for s in range(400)
+    ]
+    assert 0.18 < np.mean(copied) < 0.32
+    assert AugmentationConfig().p_single_channel == 0.0
 
 
 # --- data sources and patching -------------------------------------------------------------

@@ -4,7 +4,8 @@ An image patch (C, Z, Y, X), its targets (K, Z, Y, X) and its voxel weights (K, 
 transformed together: spatial transforms (flips, quarter turns, elastic deformation) use the
 same parameters for all three, with linear interpolation for the image and nearest-neighbour
 for targets and weights (so binary targets stay binary); intensity transforms (blur, noise,
-contrast, gamma, channel scaling, membrane dimming, intensity drift) change the image only.
+contrast, gamma, channel scaling, membrane dimming, intensity drift, single-channel copies)
+change the image only.
 
 The defaults are deliberately strong: real microscope stacks differ from the training data in
 signal-to-noise ratio, membrane contrast, blur and intensity drift
@@ -90,6 +91,11 @@ class AugmentationConfig:
         an exponential fall-off with depth (Z).
     drift_range : (float, float)
         Range of the smallest multiplicative factor of the drift.
+    p_single_channel : float
+        Probability of copying one channel, drawn at random, into every channel after all
+        other intensity transforms, so that the inputs are identical, as
+        :func:`segmentation.io.read_stack` makes them for a single-channel stack. The
+        network then learns to segment from either channel alone.
     """
 
     p_flip: float = 0.5
@@ -118,6 +124,7 @@ class AugmentationConfig:
     membrane_channel: int = 1
     p_drift: float = 0.3
     drift_range: FloatRange = (0.5, 1.0)
+    p_single_channel: float = 0.0
 
     @classmethod
     def spatial_only(cls) -> AugmentationConfig:
@@ -131,6 +138,7 @@ class AugmentationConfig:
             p_channel_scale=0.0,
             p_dim_membrane=0.0,
             p_drift=0.0,
+            p_single_channel=0.0,
         )
 
     @classmethod
@@ -314,6 +322,9 @@ def _intensity(image: np.ndarray, rng: np.random.Generator, config: Augmentation
         for c in range(n_channels):
             std = _uniform(rng, config.noise_std_range)
             image[c] += rng.normal(0.0, std, size=image[c].shape).astype(np.float32)
+    # drawn only when enabled, so that patches of runs without it stay as they were
+    if config.p_single_channel > 0 and n_channels > 1 and rng.random() < config.p_single_channel:
+        image[:] = image[int(rng.integers(n_channels))]
     return image
 
 

@@ -81,6 +81,7 @@ class TrainingConfig:
     padding: str = "reflect"
     z_margin: int = 0
     augment: bool = True
+    single_channel_fraction: float = 0.0
     name: str = "germseg-unet3d"
 
 
@@ -277,7 +278,11 @@ def train(
         [(image, labels) for image, labels, _ in train_stacks],
         config.patch,
         samples_per_epoch=config.patches_per_epoch,
-        augmentation=AugmentationConfig() if config.augment else None,
+        augmentation=(
+            AugmentationConfig(p_single_channel=config.single_channel_fraction)
+            if config.augment
+            else None
+        ),
         weight_map_options=weight_map_options,
         edge_options=edge_options,
         target_options=target_options,
