@@ -103,3 +103,12 @@ def test_train_command_line(training_csv, tmp_path):
     assert card.training["config"]["padding"] == "edge"
     assert card.training["config"]["z_margin"] == 2
     assert card.training["config"]["single_channel_fraction"] == 0.3
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5])
+def test_single_channel_fraction_out_of_range_is_refused(training_csv, tmp_path, fraction):
+    from segmentation.errors import InputError
+
+    with pytest.raises(InputError, match="single-channel fraction"):
+        train(training_csv, tmp_path, replace(TINY, single_channel_fraction=fraction))
+    assert not (tmp_path / LAST_CHECKPOINT).exists()

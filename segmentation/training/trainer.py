@@ -215,6 +215,11 @@ def train(
     TrainingSummary
     """
     config = config or TrainingConfig()
+    if not 0.0 <= config.single_channel_fraction <= 1.0:
+        raise InputError(
+            f"single-channel fraction {config.single_channel_fraction} is out of range: "
+            "use a value from 0 to 1"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
