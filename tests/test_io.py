@@ -129,6 +129,7 @@ def test_single_channel_is_duplicated_with_warning(tmp_path, caplog):
     np.testing.assert_array_equal(stack.image[1], data)
     assert stack.source_axes == "ZYX"
     assert len(stack.warnings) == 1 and "single channel" in stack.warnings[0]
+    assert "membrane marker" in stack.warnings[0] and "\n" not in stack.warnings[0]
     assert "single channel" in caplog.text
 
 

@@ -168,7 +168,10 @@ def _select_channels(
     if n_channels == 2:
         return (0, 1), ()
     if n_channels == 1:
-        message = f"{name} has a single channel; it is used for both model inputs"
+        message = (
+            f"{name} has a single channel; it is used for both model inputs, which works for "
+            "a membrane marker but not for a cytoplasm marker alone"
+        )
         logger.warning(message)
         return (0, 0), (message,)
     raise InputError(
