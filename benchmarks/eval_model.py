@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/eval_model.py --weights weights/germseg_unet3d.pt \
-        --seeds 10000-10003 --shape 25,1024,1024 [--autocast bf16] [--sweep] [--json OUT]
+        --seeds 10000-10003 --shape 25,1024,1024 [--autocast bf16] [--sweep] [--json OUT] \
+        [--single-channel membrane|cytoplasm]
 
 Training used seeds 0..N-1 (``weights/train_bundled.sh``); seeds from 10000 are for testing,
 seeds from 20000 for tuning the post-network defaults. Network outputs are cached under
