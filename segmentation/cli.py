@@ -424,10 +424,11 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--boundary-mode",
-        choices=("anisotropic", "thick", "inner", "outer"),
+        choices=("anisotropic", "anisotropic-symmetric", "thick", "inner", "outer"),
         default=defaults.boundary_mode,
-        help="boundary target: anisotropic (both sides in-plane, one side between planes) or "
-        "skimage find_boundaries modes (default %(default)s)",
+        help="boundary target: anisotropic (both sides in-plane, the lower side between "
+        "planes), anisotropic-symmetric (both sides in-plane, 0.5 on both sides between "
+        "planes) or skimage find_boundaries modes (default %(default)s)",
     )
     parser.add_argument(
         "--connectivity",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import replace
 
 import pytest
@@ -79,9 +80,16 @@ def test_resume_continues_from_saved_epoch(training_csv, tmp_path):
 def test_fine_tuning_starts_from_given_weights(training_csv, tmp_path):
     train(training_csv, tmp_path / "base", replace(TINY, epochs=1))
     base = tmp_path / "base" / LAST_CHECKPOINT
+    base_card_path = base.with_suffix(".json")
+    base_card = json.loads(base_card_path.read_text())
+    base_card["metrics"] = {"mean_f1_iou50": 0.9}
+    base_card_path.write_text(json.dumps(base_card))
     summary = train(training_csv, tmp_path / "tuned", replace(TINY, epochs=1), init=base)
     assert summary.epochs_run == 1
-    assert read_card(tmp_path / "tuned" / LAST_CHECKPOINT).training["init"] == str(base)
+    tuned_card = read_card(tmp_path / "tuned" / LAST_CHECKPOINT)
+    assert tuned_card.training["init"] == str(base)
+    # the base model's evaluation is not claimed for the fine-tuned weights
+    assert tuned_card.metrics == {}
 
 
 def test_train_command_line(training_csv, tmp_path):

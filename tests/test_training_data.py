@@ -468,7 +468,7 @@ def test_z_flip_uses_the_targets_of_the_flipped_labels():
         )
 
 
-@pytest.mark.parametrize("mode", ["anisotropic", "thick"])
+@pytest.mark.parametrize("mode", ["anisotropic", "anisotropic-symmetric", "thick"])
 def test_patch_dataset_targets_match_the_augmented_labels(mode):
     labels = _random_cells(3, shape=(12, 32, 32), n_cells=12)
     image = np.stack([labels, labels]).astype(np.float32)
@@ -505,3 +505,29 @@ def test_anisotropic_boundaries_mark_one_plane_between_planes():
     assert not boundaries[2].any() and not boundaries[3].any()
     thick = labels_to_boundaries(labels, mode="thick", connectivity=1)
     assert thick[2].all() and boundaries.sum() < thick.sum()
+
+
+def test_symmetric_anisotropic_boundaries_mark_both_planes_with_one_half():
+    from segmentation.training.targets import labels_to_boundaries
+
+    labels = np.zeros((4, 6, 6), dtype=np.int32)
+    labels[:2, :, :3] = 1
+    labels[:2, :, 3:] = 2
+    labels[2:, :, :] = 3
+    boundaries = labels_to_boundaries(labels, mode="anisotropic-symmetric")
+    assert set(np.unique(boundaries)) == {0.0, 0.5, 1.0}
+    # in-plane change between cells 1 and 2 stays 1 on both sides
+    assert (boundaries[:2, :, 2:4] == 1).all()
+    # the change between planes 1 and 2 gives 0.5 on both planes away from it
+    assert (boundaries[1, :, [0, 1, 4, 5]] == 0.5).all()
+    assert (boundaries[2] == 0.5).all()
+    assert not boundaries[0, :, [0, 1, 4, 5]].any() and not boundaries[3].any()
+    # independent of the direction of the Z axis
+    flipped = labels_to_boundaries(labels[::-1], mode="anisotropic-symmetric")[::-1]
+    np.testing.assert_array_equal(boundaries, flipped)
+    # a one-plane cap on the first plane is no longer all boundary
+    cap = np.full((3, 8, 8), 2, dtype=np.int32)
+    cap[0, 2:6, 2:6] = 1
+    lower = labels_to_boundaries(cap, mode="anisotropic")
+    symmetric = labels_to_boundaries(cap, mode="anisotropic-symmetric")
+    assert lower[0, 3, 3] == 1 and symmetric[0, 3, 3] == 0.5

@@ -497,8 +497,11 @@ class PatchDataset(Dataset):
                 np.ascontiguousarray(flipped_boundary, dtype=np.uint8),
                 edge_weights(flipped_boundary, weight_map, **edge_options),
             )
+        # binary targets are stored in one byte a voxel, fractional ones
+        # ("anisotropic-symmetric" boundaries) in two
+        stored_dtype = np.uint8 if np.array_equal(targets, np.round(targets)) else np.float16
         return _PreparedStack(
-            image, targets.astype(np.uint8), weights, foreground_index, z_flipped_boundary
+            image, targets.astype(stored_dtype), weights, foreground_index, z_flipped_boundary
         )
 
     def set_epoch(self, epoch: int) -> None:

@@ -240,7 +240,8 @@ def train(
     card = (
         read_card(init) if init is not None else ModelCard(name=config.name, f_maps=config.f_maps)
     )
-    card = replace(card, name=config.name, patch=list(config.patch))
+    # the init weights' evaluation does not describe the fine-tuned weights
+    card = replace(card, name=config.name, patch=list(config.patch), metrics={})
     network = build_network(card)
     if init is not None:
         state_dict, _ = load_state_dict(init)
