@@ -75,7 +75,7 @@ class TrainingConfig:
     edge_multiplier: float = 2.0
     map_multiplier: float = 1.0
     invert_weights: bool = False
-    boundary_mode: str = "anisotropic"
+    boundary_mode: str = "anisotropic-symmetric"
     boundary_connectivity: int = 2
     max_background_fraction: float | None = 0.98
     padding: str = "reflect"
