@@ -356,6 +356,7 @@ def _evaluation_pairs(arguments: argparse.Namespace) -> list[tuple[str, Path, Pa
 
 
 def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    from segmentation.training.targets import BOUNDARY_MODES
     from segmentation.training.trainer import TrainingConfig
 
     defaults = TrainingConfig()
@@ -424,7 +425,7 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--boundary-mode",
-        choices=("anisotropic", "anisotropic-symmetric", "thick", "inner", "outer"),
+        choices=BOUNDARY_MODES,
         default=defaults.boundary_mode,
         help="boundary target: anisotropic (both sides in-plane, the lower side between "
         "planes), anisotropic-symmetric (both sides in-plane, 0.5 on both sides between "

@@ -7,7 +7,8 @@ from skimage.segmentation import find_boundaries
 
 from segmentation.errors import InputError
 
-_BOUNDARY_MODES = ("thick", "inner", "outer", "anisotropic", "anisotropic-symmetric")
+#: Boundary target modes of :func:`labels_to_boundaries`.
+BOUNDARY_MODES = ("thick", "inner", "outer", "anisotropic", "anisotropic-symmetric")
 
 
 def _check_labels(labels: np.ndarray) -> np.ndarray:
@@ -60,8 +61,8 @@ def labels_to_boundaries(
     labels = _check_labels(labels)
     if connectivity not in (1, 2, 3):
         raise InputError(f"connectivity must be 1, 2 or 3, got {connectivity}")
-    if mode not in _BOUNDARY_MODES:
-        raise InputError(f"boundary mode must be one of {', '.join(_BOUNDARY_MODES)}, got {mode!r}")
+    if mode not in BOUNDARY_MODES:
+        raise InputError(f"boundary mode must be one of {', '.join(BOUNDARY_MODES)}, got {mode!r}")
     if mode == "anisotropic":
         return _anisotropic_boundaries(labels).astype(np.float32)
     if mode == "anisotropic-symmetric":
