@@ -24,7 +24,7 @@
 #      thin cap of a cell cut by the stack's first plane is no longer all boundary. The
 #      shipped weights (model v5) are stage 7's best checkpoint (epoch 35 of 36).
 # Stages 1 and 2 of the shipped model ran with the phantom generator of commit d8afca7
-# (check it out to reproduce them exactly); stages 3-6 with the generator of this commit;
+# (check it out to reproduce them exactly); stages 3-7 with the generator of this commit;
 # stages 2-4 with the training data code of commit 0bc4370 (before the Z-flip fix). Runs 1-5
 # were stopped by hand; the epoch counts below reproduce them.
 # Usage: weights/train_bundled.sh [RUN_DIR]
