@@ -14,6 +14,7 @@ from segmentation.errors import InputError
 from segmentation.parameters import (
     DEFAULT_CUTOFF,
     DEFAULT_FOOTPRINT,
+    DEFAULT_FOREGROUND_SEED_DISTANCE,
     DEFAULT_FRAGMENT_RATIO,
     DEFAULT_MAX_SIZE,
     DEFAULT_METHOD,
@@ -80,6 +81,13 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
             float,
             Form(description="Cells take back unlabelled foreground up to this many pixels away"),
         ] = DEFAULT_RIM_DISTANCE,
+        foreground_seed_distance: Annotated[
+            float,
+            Form(
+                description="Foreground flooded from the background gets seeds at least this "
+                "many pixels deep; 0: off"
+            ),
+        ] = DEFAULT_FOREGROUND_SEED_DISTANCE,
         patch: Annotated[str, Form(description="Network window Z,Y,X")] = DEFAULT_PATCH_TEXT,
         overlap: Annotated[float, Form()] = DEFAULT_OVERLAP,
         channels: Annotated[str | None, Form(description="Source channels I,J")] = None,
@@ -99,6 +107,7 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
                 max_volume_um3=max_volume_um3,
                 fragment_ratio=fragment_ratio,
                 rim_distance=rim_distance,
+                foreground_seed_distance=foreground_seed_distance,
                 patch=patch,
                 overlap=overlap,
                 device=device,

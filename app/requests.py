@@ -8,6 +8,7 @@ from app.jobs import JobRequest
 from segmentation.errors import InputError
 from segmentation.io import parse_channels
 from segmentation.parameters import (
+    DEFAULT_FOREGROUND_SEED_DISTANCE,
     DEFAULT_FRAGMENT_RATIO,
     DEFAULT_RIM_DISTANCE,
     InferenceParameters,
@@ -18,6 +19,8 @@ from segmentation.parameters import (
 METHODS: tuple[str, ...] = get_args(PartitionMethod)
 #: Largest rim distance a form accepts, in pixels (the UI slider's range).
 MAX_RIM_DISTANCE = 20.0
+#: Largest foreground seed distance a form accepts, in pixels (the UI slider's range).
+MAX_FOREGROUND_SEED_DISTANCE = 30.0
 
 
 def parse_patch(text: str) -> tuple[int, int, int]:
@@ -69,6 +72,7 @@ def build_request(
     patch: str | tuple[int, int, int],
     fragment_ratio: float = DEFAULT_FRAGMENT_RATIO,
     rim_distance: float = DEFAULT_RIM_DISTANCE,
+    foreground_seed_distance: float = DEFAULT_FOREGROUND_SEED_DISTANCE,
     overlap: float,
     device: str,
     devices: tuple[str, ...],
@@ -96,6 +100,9 @@ def build_request(
     _check_range("overlap", overlap, 0.0, 0.9)
     _check_range("fragment_ratio", fragment_ratio, 0.0, 1.0)
     _check_range("rim_distance", rim_distance, 0.0, MAX_RIM_DISTANCE)
+    _check_range(
+        "foreground_seed_distance", foreground_seed_distance, 0.0, MAX_FOREGROUND_SEED_DISTANCE
+    )
     if int(footprint) != footprint or footprint < 1:
         raise InputError(f"footprint must be a positive whole number of pixels, got {footprint}")
     if method not in METHODS:
@@ -122,6 +129,7 @@ def build_request(
             max_volume_um3=None if max_volume_um3 is None else float(max_volume_um3),
             fragment_ratio=float(fragment_ratio),
             rim_distance=float(rim_distance),
+            foreground_seed_distance=float(foreground_seed_distance),
         ),
         inference=InferenceParameters(patch=patch_size, overlap=float(overlap), device=device),
         channels=channel_pair,

@@ -15,11 +15,17 @@ import gradio as gr
 
 from app.api import DEFAULT_PATCH_TEXT, SEGMENTATION_DEFAULTS
 from app.jobs import Job, JobManager, QueueFullError
-from app.requests import MAX_RIM_DISTANCE, METHODS, build_request
+from app.requests import (
+    MAX_FOREGROUND_SEED_DISTANCE,
+    MAX_RIM_DISTANCE,
+    METHODS,
+    build_request,
+)
 from segmentation.errors import InputError
 from segmentation.parameters import (
     DEFAULT_CUTOFF,
     DEFAULT_FOOTPRINT,
+    DEFAULT_FOREGROUND_SEED_DISTANCE,
     DEFAULT_FRAGMENT_RATIO,
     DEFAULT_MAX_SIZE,
     DEFAULT_METHOD,
@@ -140,6 +146,7 @@ def build_ui(
         max_volume_um3: float | None = SEGMENTATION_DEFAULTS.max_volume_um3,
         fragment_ratio: float = DEFAULT_FRAGMENT_RATIO,
         rim_distance: float = DEFAULT_RIM_DISTANCE,
+        foreground_seed_distance: float = DEFAULT_FOREGROUND_SEED_DISTANCE,
         device: str = devices[0],
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
@@ -157,6 +164,7 @@ def build_ui(
                 max_volume_um3=max_volume_um3 or None,
                 fragment_ratio=fragment_ratio,
                 rim_distance=rim_distance,
+                foreground_seed_distance=foreground_seed_distance,
                 patch=patch,
                 overlap=overlap,
                 device=device,
@@ -185,6 +193,7 @@ def build_ui(
         max_volume_um3: float | None = SEGMENTATION_DEFAULTS.max_volume_um3,
         fragment_ratio: float = DEFAULT_FRAGMENT_RATIO,
         rim_distance: float = DEFAULT_RIM_DISTANCE,
+        foreground_seed_distance: float = DEFAULT_FOREGROUND_SEED_DISTANCE,
         last_inference: dict | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
@@ -204,6 +213,7 @@ def build_ui(
             max_volume_um3,
             fragment_ratio,
             rim_distance,
+            foreground_seed_distance,
             last_inference["device"],
             progress,
         )
@@ -307,6 +317,15 @@ def build_ui(
                         info="Cells take back foreground voxels left unlabelled up to this far "
                         "from them (rims at the tissue's edge); 0: off",
                     )
+                    foreground_seed_distance = gr.Slider(
+                        0.0,
+                        MAX_FOREGROUND_SEED_DISTANCE,
+                        value=DEFAULT_FOREGROUND_SEED_DISTANCE,
+                        step=0.5,
+                        label="Foreground seed distance (pixels)",
+                        info="Cells with a faint outer border that the background swallowed "
+                        "get seeds at least this deep inside them; 0: off",
+                    )
                     device = gr.Radio(list(devices), value=devices[0], label="Device")
                 with gr.Row():
                     segment_button = gr.Button("Segment", variant="primary")
@@ -342,7 +361,15 @@ def build_ui(
 
         outputs = [preview, selector, downloads, summary, previews_state, inference_state]
         tuning = [threshold, footprint, cutoff, method]
-        size_limits = [min_size, max_size, min_volume, max_volume, fragment_ratio, rim_distance]
+        size_limits = [
+            min_size,
+            max_size,
+            min_volume,
+            max_volume,
+            fragment_ratio,
+            rim_distance,
+            foreground_seed_distance,
+        ]
         enable_resegment = {
             "fn": lambda: gr.Button(interactive=True),
             "outputs": resegment_button,

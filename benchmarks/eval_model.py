@@ -133,6 +133,9 @@ def sweep(
             threshold=threshold,
             footprint=footprint,
             voxel_size=voxel_size,
+            foreground_probability=prediction.foreground_probability,
+            foreground_threshold=base.foreground_threshold,
+            foreground_seed_distance=base.foreground_seed_distance,
         )
         for method, cutoff, ratio in itertools.product(methods, cutoffs, fragment_ratios):
             parameters = replace(base, method=method, cutoff=cutoff, fragment_ratio=ratio)

@@ -20,6 +20,7 @@ from segmentation.parameters import (
     DEFAULT_CUTOFF,
     DEFAULT_DEVICE,
     DEFAULT_FOOTPRINT,
+    DEFAULT_FOREGROUND_SEED_DISTANCE,
     DEFAULT_FRAGMENT_RATIO,
     DEFAULT_MAX_SIZE,
     DEFAULT_MAX_VOXELS,
@@ -140,6 +141,15 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         "(the rims of background super-pixels); 0 disables (default %(default)s)",
     )
     parser.add_argument(
+        "--foreground-seed-distance",
+        type=_non_negative,
+        default=DEFAULT_FOREGROUND_SEED_DISTANCE,
+        metavar="PIXELS",
+        help="foreground that the watershed flooded from the background (a cell with a faint "
+        "outer border) gets seeds at least this many X pixels deep; 0 disables "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--min-volume",
         type=float,
         default=None,
@@ -220,6 +230,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
             max_volume_um3=arguments.max_volume,
             fragment_ratio=arguments.fragment_ratio,
             rim_distance=arguments.rim_distance,
+            foreground_seed_distance=arguments.foreground_seed_distance,
         )
         inference_parameters = InferenceParameters(
             patch=arguments.patch,

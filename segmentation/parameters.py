@@ -35,6 +35,10 @@ DEFAULT_DEVICE: Device = "auto"
 DEFAULT_AUTOCAST: Autocast = "auto"
 #: Mean foreground probability under which a region is background (label 0).
 DEFAULT_FOREGROUND_THRESHOLD = 0.5
+#: Foreground that the watershed flooded from background gets seeds at least this many X
+#: pixels from a boundary or the foreground's edge (0 disables; see
+#: ``segmentation.watershed.distance_transform_watershed``).
+DEFAULT_FOREGROUND_SEED_DISTANCE = 6.0
 #: Fragments at most this fraction of the size of the cell they lie against are merged
 #: into it (0 disables; see ``segmentation.postprocess.merge_fragments``).
 DEFAULT_FRAGMENT_RATIO = 0.1
@@ -65,6 +69,7 @@ class SegmentationParameters:
     foreground_threshold: float = DEFAULT_FOREGROUND_THRESHOLD
     fragment_ratio: float = DEFAULT_FRAGMENT_RATIO
     rim_distance: float = DEFAULT_RIM_DISTANCE
+    foreground_seed_distance: float = DEFAULT_FOREGROUND_SEED_DISTANCE
 
     def as_dict(self) -> dict:
         return asdict(self)

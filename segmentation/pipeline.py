@@ -186,6 +186,9 @@ def segment_from_boundaries(
         threshold=parameters.threshold,
         footprint=parameters.footprint,
         voxel_size=voxel_size,
+        foreground_probability=prediction.foreground_probability,
+        foreground_threshold=parameters.foreground_threshold,
+        foreground_seed_distance=parameters.foreground_seed_distance,
     )
     seconds = time.perf_counter() - start
     result = cells_from_superpixels(superpixels, prediction, parameters, voxel_size)

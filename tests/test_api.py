@@ -148,11 +148,13 @@ def test_same_file_reuses_the_network_unless_inference_changes(client, stack_pat
         return wait_for(client, submit(client, stack_path, gif="false", **form).json()["job_id"])[0]
 
     first = run(threshold="0.5")
-    retuned = run(threshold="0.3")
+    retuned = run(threshold="0.3", foreground_seed_distance="0")
     other_window = run(patch="16,48,48")
     assert first["status"] == retuned["status"] == other_window["status"] == "done"
     assert retuned["network_reused"] is True and "network" not in retuned["timings"]
     assert retuned["parameters"]["threshold"] == 0.3
+    assert retuned["parameters"]["foreground_seed_distance"] == 0
+    assert first["parameters"]["foreground_seed_distance"] == 6
     assert other_window["network_reused"] is False
     assert "preview" not in retuned["outputs"]
 
@@ -242,6 +244,7 @@ def test_too_large_upload_and_too_many_voxels_are_refused(tmp_path: Path) -> Non
         ({"min_volume_um3": "90", "max_volume_um3": "40"}, "max_volume_um3 (40) must be larger"),
         ({"fragment_ratio": "-0.1"}, "fragment_ratio must be between 0 and 1"),
         ({"rim_distance": "-2"}, "rim_distance must be between 0 and 20"),
+        ({"foreground_seed_distance": "-1"}, "foreground_seed_distance must be between 0 and 30"),
     ],
 )
 def test_bad_parameters_are_422_with_one_line(client, stack_path, form, fragment) -> None:

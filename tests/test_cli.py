@@ -169,3 +169,16 @@ def test_rim_distance_option(tmp_path, tiny_weights, phantom_dir, capsys):
     assert exit_status.value.code == 2
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--rim-distance" in message and "expected a number >= 0" in message
+
+
+def test_foreground_seed_distance_option(tmp_path, tiny_weights, phantom_dir, capsys):
+    common = ["segment", str(phantom_dir / "image.tif"), "--weights", str(tiny_weights),
+              "--patch", "8,64,64", "--no-gif"]
+    assert main([*common, "--out", str(tmp_path / "off"), "--foreground-seed-distance", "0"]) == 0
+    assert tifffile.imread(tmp_path / "off" / "image_labels.tif").ndim == 3
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_status:
+        main([*common, "--out", str(tmp_path / "bad"), "--foreground-seed-distance", "-3"])
+    assert exit_status.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--foreground-seed-distance" in message and "expected a number >= 0" in message

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from segmentation.errors import InputError
+from segmentation.parameters import SegmentationParameters
+from segmentation.pipeline import BoundaryPrediction, segment_from_boundaries
 from segmentation.watershed import distance_transform_watershed
 from segmentation.watershed.distance_transform import (
     _footprint_shape,
@@ -93,3 +95,76 @@ def test_rejects_bad_input():
         distance_transform_watershed(two_boxes(), footprint=0)
     with pytest.raises(InputError):
         distance_transform_watershed(two_boxes(), voxel_size=(1.0, 1.0))
+    with pytest.raises(InputError, match="foreground_probability shape"):
+        distance_transform_watershed(two_boxes(), foreground_probability=np.zeros((2, 2, 2)))
+    with pytest.raises(InputError, match="foreground_seed_distance"):
+        distance_transform_watershed(two_boxes(), foreground_seed_distance=-1.0)
+
+
+def cell_beside_background(cell_width: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    """Boundary and foreground maps of one cell with a faint outer border.
+
+    The only boundary above the threshold is a plane at the far X end; the cell's border
+    to the background is faint (0.5). The distance transform peaks in the background at
+    X = 0 and a single seed there floods the cell as well.
+    """
+    shape = (8, 40, 120)
+    start = 118 - cell_width
+    boundary = np.zeros(shape, dtype=np.float32)
+    boundary[:, :, 118:] = 1.0
+    boundary[:, :, start - 2 : start] = 0.5
+    foreground = np.zeros(shape, dtype=np.float32)
+    foreground[:, :, start:118] = 1.0
+    return boundary, foreground
+
+
+def test_stranded_foreground_gets_its_own_seed():
+    boundary, foreground = cell_beside_background()
+    without = distance_transform_watershed(boundary, footprint=15)
+    assert without.max() == 1
+    superpixels = distance_transform_watershed(
+        boundary, footprint=15, foreground_probability=foreground
+    )
+    cell = superpixels[:, :, 90:118]
+    background = superpixels[:, :, :88]
+    assert np.unique(cell).size == 1
+    assert np.unique(background).size == 1
+    assert cell.flat[0] != background.flat[0]
+    disabled = distance_transform_watershed(
+        boundary, footprint=15, foreground_probability=foreground, foreground_seed_distance=0
+    )
+    assert np.array_equal(disabled, without)
+
+
+def test_thin_stranded_rim_gets_no_seed():
+    boundary, foreground = cell_beside_background(cell_width=8)
+    superpixels = distance_transform_watershed(
+        boundary, footprint=15, foreground_probability=foreground, foreground_seed_distance=6
+    )
+    assert superpixels.max() == 1
+    deeper_rim = distance_transform_watershed(
+        boundary, footprint=15, foreground_probability=foreground, foreground_seed_distance=3
+    )
+    assert deeper_rim.max() == 2
+
+
+def test_seeded_cells_are_left_alone_by_foreground_seeding():
+    boundary = two_boxes()
+    foreground = np.zeros(boundary.shape, dtype=np.float32)
+    foreground[:, :, 25:] = 1.0
+    plain = distance_transform_watershed(boundary, footprint=15)
+    seeded = distance_transform_watershed(boundary, footprint=15, foreground_probability=foreground)
+    assert np.array_equal(plain, seeded)
+
+
+def test_pipeline_finds_the_stranded_cell_only_with_foreground_seeds():
+    boundary, foreground = cell_beside_background()
+    prediction = BoundaryPrediction(boundary, foreground)
+    found = segment_from_boundaries(prediction).labels
+    assert found.max() == 1
+    assert np.all(found[:, :, 92:116] == 1)
+    assert np.all(found[:, :, :86] == 0)
+    lost = segment_from_boundaries(
+        prediction, SegmentationParameters(foreground_seed_distance=0)
+    ).labels
+    assert lost.max() == 0

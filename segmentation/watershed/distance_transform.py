@@ -16,7 +16,12 @@ import numpy as np
 from scipy import ndimage
 
 from segmentation.errors import InputError
-from segmentation.parameters import DEFAULT_FOOTPRINT, DEFAULT_THRESHOLD
+from segmentation.parameters import (
+    DEFAULT_FOOTPRINT,
+    DEFAULT_FOREGROUND_SEED_DISTANCE,
+    DEFAULT_FOREGROUND_THRESHOLD,
+    DEFAULT_THRESHOLD,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +123,64 @@ def _with_neighbours(selected: np.ndarray) -> np.ndarray:
     return grown
 
 
+def _mean_per_label(labels: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` over each label 0..max (0 for absent labels)."""
+    flat = labels.ravel()
+    counts = np.bincount(flat)
+    sums = np.bincount(flat, weights=values.ravel(), minlength=counts.size)
+    return sums / np.maximum(counts, 1)
+
+
+def _seed_stranded_foreground(
+    superpixels: np.ndarray,
+    height: np.ndarray,
+    boundary: np.ndarray,
+    foreground_probability: np.ndarray,
+    foreground_threshold: float,
+    min_distance: float,
+    footprint: int,
+    sigma_seeds: float,
+    spacing: tuple[float, ...],
+) -> np.ndarray:
+    """Give seeds to foreground regions that the watershed flooded from the background.
+
+    A cell whose outer border is faint gets no seed of its own when the distance transform
+    runs across that border to the background, where distances are larger; the background
+    super-pixel then floods the whole cell. Foreground voxels (probability above
+    ``foreground_threshold``) inside super-pixels whose mean foreground is below it are
+    such stranded regions. Seeds are placed there as in :func:`_seeds`, on the distance to
+    the nearest boundary voxel or non-stranded voxel, but only where that distance is at
+    least ``min_distance`` X pixels, so that thin rims of seeded cells get none. The
+    background super-pixels are then re-flooded from these seeds and from their own
+    background voxels; every other super-pixel keeps its voxels.
+    """
+    mean_foreground = _mean_per_label(superpixels, foreground_probability)
+    is_background = mean_foreground < foreground_threshold
+    is_background[0] = False
+    in_background = is_background[superpixels]
+    stranded = in_background & (foreground_probability > foreground_threshold)
+    if not stranded.any():
+        return superpixels
+    blocked = boundary | ~stranded
+    distance = boundary_distance(blocked, spacing)
+    deep_enough = stranded & (distance >= min_distance)
+    if not deep_enough.any():
+        return superpixels
+    smoothed_distance = _smooth(distance, sigma_seeds, spacing)
+    del distance
+    new_seeds = _seeds(smoothed_distance, blocked, footprint, spacing, deep_enough)
+    del smoothed_distance
+    n_new = int(new_seeds.max())
+    if n_new == 0:
+        return superpixels
+    logger.info("watershed: %d seeds for foreground flooded from background", n_new)
+    keep = in_background & (foreground_probability <= foreground_threshold)
+    seeds = np.where(keep, superpixels, np.uint32(0))
+    np.add(new_seeds, np.uint32(superpixels.max()), out=seeds, where=new_seeds > 0)
+    reflooded = bioimage_cpp.segmentation.watershed(height, seeds, mask=in_background)
+    return np.where(in_background, reflooded, superpixels)
+
+
 def _dissolve_small(superpixels: np.ndarray, height: np.ndarray, min_size: int) -> np.ndarray:
     """Remove super-pixels below ``min_size`` voxels and re-flood them from their neighbours.
 
@@ -164,6 +227,9 @@ def distance_transform_watershed(
     sigma_weights: float = 2.0,
     alpha: float = 0.9,
     mask: np.ndarray | None = None,
+    foreground_probability: np.ndarray | None = None,
+    foreground_threshold: float = DEFAULT_FOREGROUND_THRESHOLD,
+    foreground_seed_distance: float = DEFAULT_FOREGROUND_SEED_DISTANCE,
 ) -> np.ndarray:
     """Over-segment a boundary probability map into super-pixels.
 
@@ -175,7 +241,13 @@ def distance_transform_watershed(
        axes, at least 1); each connected plateau of maxima is one seed.
     4. Seeded watershed on the height map
        ``alpha * smoothed(boundary_probability) + (1 - alpha) * (1 - normalised distance)``.
-    5. Super-pixels under ``min_size`` voxels are removed and re-flooded from their
+    5. With a foreground probability: foreground voxels that ended up in background
+       super-pixels (mean foreground below ``foreground_threshold``) are cells that got
+       no seed, typically because their outer border is faint. They get seeds of their
+       own wherever they are at least ``foreground_seed_distance`` X pixels from a
+       boundary or from the foreground's edge, and the background super-pixels are
+       re-flooded.
+    6. Super-pixels under ``min_size`` voxels are removed and re-flooded from their
        neighbours.
 
     Parameters
@@ -196,6 +268,12 @@ def distance_transform_watershed(
         Weight of the boundary probability in the height map, in [0, 1].
     mask : ndarray of bool, optional
         Voxels to segment; voxels outside stay 0.
+    foreground_probability : ndarray of float, optional
+        Probability that a voxel lies inside a cell, same shape; enables step 5.
+    foreground_threshold : float
+        Foreground probability that separates cells from background.
+    foreground_seed_distance : float
+        Smallest depth (X pixels) of a seed in step 5; 0 disables step 5.
 
     Returns
     -------
@@ -223,6 +301,17 @@ def distance_transform_watershed(
                 f"mask shape {mask.shape} differs from boundary_probability shape "
                 f"{probability.shape}"
             )
+    if foreground_probability is not None:
+        foreground_probability = np.asarray(foreground_probability)
+        if foreground_probability.shape != probability.shape:
+            raise InputError(
+                f"foreground_probability shape {foreground_probability.shape} differs from "
+                f"boundary_probability shape {probability.shape}"
+            )
+    if foreground_seed_distance < 0:
+        raise InputError(
+            f"foreground_seed_distance must be >= 0 pixels, got {foreground_seed_distance}"
+        )
     spacing = relative_spacing(voxel_size, probability.ndim)
     probability = probability.astype(np.float32, copy=False)
 
@@ -241,6 +330,19 @@ def distance_transform_watershed(
     del distance
 
     superpixels = bioimage_cpp.segmentation.watershed(height, seeds, mask=mask)
+    del seeds
+    if foreground_probability is not None and foreground_seed_distance > 0:
+        superpixels = _seed_stranded_foreground(
+            superpixels,
+            height,
+            boundary,
+            foreground_probability,
+            foreground_threshold,
+            foreground_seed_distance,
+            footprint,
+            sigma_seeds,
+            spacing,
+        )
     superpixels = _dissolve_small(superpixels, height, min_size)
     superpixels = _fill_unreached(superpixels, mask)
     superpixels = _relabel(superpixels)
