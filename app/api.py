@@ -22,6 +22,7 @@ from segmentation.parameters import (
     DEFAULT_OVERLAP,
     DEFAULT_PATCH,
     DEFAULT_RIM_DISTANCE,
+    DEFAULT_TEST_TIME_FLIP,
     DEFAULT_THRESHOLD,
     SegmentationParameters,
 )
@@ -90,6 +91,13 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
         ] = DEFAULT_FOREGROUND_SEED_DISTANCE,
         patch: Annotated[str, Form(description="Network window Z,Y,X")] = DEFAULT_PATCH_TEXT,
         overlap: Annotated[float, Form()] = DEFAULT_OVERLAP,
+        test_time_flip: Annotated[
+            bool,
+            Form(
+                description="Also run the network on the Z-flipped stack and average "
+                "(about twice as slow)"
+            ),
+        ] = DEFAULT_TEST_TIME_FLIP,
         channels: Annotated[str | None, Form(description="Source channels I,J")] = None,
         gif: Annotated[bool, Form()] = JobRequest.gif,
         device: Annotated[str, Form()] = devices[0],
@@ -110,6 +118,7 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
                 foreground_seed_distance=foreground_seed_distance,
                 patch=patch,
                 overlap=overlap,
+                test_time_flip=test_time_flip,
                 device=device,
                 devices=devices,
                 channels=channels,

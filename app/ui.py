@@ -32,6 +32,7 @@ from segmentation.parameters import (
     DEFAULT_MIN_SIZE,
     DEFAULT_OVERLAP,
     DEFAULT_RIM_DISTANCE,
+    DEFAULT_TEST_TIME_FLIP,
     DEFAULT_THRESHOLD,
 )
 
@@ -140,6 +141,7 @@ def build_ui(
         method: str,
         patch: str,
         overlap: float,
+        test_time_flip: bool,
         min_size: float,
         max_size: float | None = DEFAULT_MAX_SIZE,
         min_volume_um3: float | None = SEGMENTATION_DEFAULTS.min_volume_um3,
@@ -167,6 +169,7 @@ def build_ui(
                 foreground_seed_distance=foreground_seed_distance,
                 patch=patch,
                 overlap=overlap,
+                test_time_flip=test_time_flip,
                 device=device,
                 devices=devices,
             )
@@ -178,7 +181,12 @@ def build_ui(
             raise gr.Error(str(error)) from error
         _wait_with_progress(manager, jobs, progress)
         preview, selector, downloads, summary, previews = _results(jobs)
-        inference = {"patch": patch, "overlap": overlap, "device": device}
+        inference = {
+            "patch": patch,
+            "overlap": overlap,
+            "test_time_flip": test_time_flip,
+            "device": device,
+        }
         return preview, selector, downloads, summary, previews, inference
 
     def resegment(
@@ -207,6 +215,7 @@ def build_ui(
             method,
             last_inference["patch"],
             last_inference["overlap"],
+            last_inference["test_time_flip"],
             min_size,
             max_size,
             min_volume_um3,
@@ -268,6 +277,12 @@ def build_ui(
                     patch = gr.Textbox(DEFAULT_PATCH_TEXT, label="Network window Z,Y,X")
                     overlap = gr.Slider(
                         0.0, 0.5, value=DEFAULT_OVERLAP, step=0.05, label="Window overlap"
+                    )
+                    test_time_flip = gr.Checkbox(
+                        DEFAULT_TEST_TIME_FLIP,
+                        label="Test-time flip",
+                        info="Also run the network on the Z-flipped stack and average: about "
+                        "twice as slow, usually more accurate",
                     )
                     with gr.Row():
                         min_size = gr.Number(
@@ -377,7 +392,7 @@ def build_ui(
         }
         segment_event = segment_button.click(
             segment,
-            inputs=[files, *tuning, patch, overlap, *size_limits, device],
+            inputs=[files, *tuning, patch, overlap, test_time_flip, *size_limits, device],
             outputs=outputs,
             api_name="segment",
             concurrency_id="segment",
@@ -395,7 +410,7 @@ def build_ui(
             load_example, outputs=files, api_visibility="private"
         ).success(
             segment,
-            inputs=[files, *tuning, patch, overlap, *size_limits, device],
+            inputs=[files, *tuning, patch, overlap, test_time_flip, *size_limits, device],
             outputs=outputs,
             api_visibility="private",
             concurrency_id="segment",

@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/eval_model.py --weights weights/germseg_unet3d.pt \
-        --seeds 10000-10003 --shape 25,1024,1024 [--autocast bf16] [--sweep] [--json OUT] \
+        --seeds 10000-10003 --shape 25,1024,1024 [--autocast bf16] [--test-time-flip] \
+        [--sweep] [--json OUT] \
         [--single-channel membrane|cytoplasm]
 
 Training used seeds 0..N-1 (``weights/train_bundled.sh``); seeds from 10000 are for testing,
@@ -93,7 +94,7 @@ def cached_prediction(
     key = (
         f"{model.card.name}-{weights}-{seed}-{image_hash}"
         f"-{'x'.join(map(str, shape))}-{inference.autocast}-{window}-{inference.overlap}"
-        f"-g{grid}p-sep"
+        f"-g{grid}p-sep{'-tflip' if inference.test_time_flip else ''}"
     )
     path = cache / f"{key}.npz"
     if path.is_file():
@@ -164,6 +165,9 @@ def main() -> int:
     parser.add_argument("--method", choices=("agglomeration", "multicut"), default=None)
     parser.add_argument("--patch", type=parse_triple, default=None)
     parser.add_argument("--overlap", type=float, default=None)
+    parser.add_argument(
+        "--test-time-flip", action="store_true", help="average with the Z-flipped prediction"
+    )
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--sweep-thresholds", default="0.3,0.4,0.5,0.6,0.7")
     parser.add_argument("--sweep-footprints", default="9,13,17,21,25")
@@ -189,6 +193,8 @@ def main() -> int:
         inference = replace(inference, patch=arguments.patch)
     if arguments.overlap is not None:
         inference = replace(inference, overlap=arguments.overlap)
+    if arguments.test_time_flip:
+        inference = replace(inference, test_time_flip=True)
     parameters = SegmentationParameters()
     if arguments.method:
         parameters = replace(parameters, method=arguments.method)
@@ -215,6 +221,7 @@ def main() -> int:
             "autocast": inference.autocast,
             "patch": list(inference.patch),
             "overlap": inference.overlap,
+            "test_time_flip": inference.test_time_flip,
             "method": parameters.method,
             "single_channel": arguments.single_channel,
             "network_seconds": round(prediction.seconds, 1),

@@ -29,6 +29,7 @@ from segmentation.parameters import (
     DEFAULT_OVERLAP,
     DEFAULT_PATCH,
     DEFAULT_RIM_DISTANCE,
+    DEFAULT_TEST_TIME_FLIP,
     DEFAULT_THRESHOLD,
     InferenceParameters,
     SegmentationParameters,
@@ -189,6 +190,13 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default %(default)s)",
     )
     parser.add_argument(
+        "--test-time-flip",
+        action="store_true",
+        default=DEFAULT_TEST_TIME_FLIP,
+        help="also run the network on the Z-flipped stack and average both outputs: about "
+        "twice the network time, usually more accurate (see BENCHMARKS.md)",
+    )
+    parser.add_argument(
         "--weights",
         type=Path,
         default=None,
@@ -237,6 +245,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
             overlap=arguments.overlap,
             device=arguments.device,
             autocast=arguments.autocast,
+            test_time_flip=arguments.test_time_flip,
         )
         model = load_model(arguments.weights, device=arguments.device)
     except GermsegError as error:

@@ -33,6 +33,8 @@ DEFAULT_OVERLAP = 0.25
 DEFAULT_DEVICE: Device = "auto"
 #: Mixed precision of the network: "auto" is bfloat16 on a CPU, float16 on a GPU.
 DEFAULT_AUTOCAST: Autocast = "auto"
+#: Average the network's output with its output on the Z-flipped stack (twice as slow).
+DEFAULT_TEST_TIME_FLIP = False
 #: Mean foreground probability under which a region is background (label 0).
 DEFAULT_FOREGROUND_THRESHOLD = 0.5
 #: Foreground that the watershed flooded from background gets seeds at least this many X
@@ -85,6 +87,7 @@ class InferenceParameters:
     #: Windows per forward pass; 1 is as fast on the CPU and halves the activations' memory.
     batch_size: int = 1
     autocast: Autocast = DEFAULT_AUTOCAST
+    test_time_flip: bool = DEFAULT_TEST_TIME_FLIP
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -121,7 +121,8 @@ def predict(
     model : LoadedModel
         Network, its model card and the device it lives on.
     parameters : InferenceParameters, optional
-        Window size, overlap, batch size, autocast. Defaults from ``segmentation.parameters``.
+        Window size, overlap, batch size, autocast, test-time flip. Defaults from
+        ``segmentation.parameters``.
     progress : callable(done, total), optional
         Called after each batch of windows.
 
@@ -142,6 +143,7 @@ def predict(
         autocast=parameters.autocast,
         progress=progress,
         multiple_of=getattr(model.network, "downsampling_factor", 1),
+        test_time_flip=parameters.test_time_flip,
     )
     card = model.card
     boundary = probabilities[card.boundary_channel]

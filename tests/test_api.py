@@ -150,7 +150,11 @@ def test_same_file_reuses_the_network_unless_inference_changes(client, stack_pat
     first = run(threshold="0.5")
     retuned = run(threshold="0.3", foreground_seed_distance="0")
     other_window = run(patch="16,48,48")
+    flipped = run(threshold="0.3", test_time_flip="true")
     assert first["status"] == retuned["status"] == other_window["status"] == "done"
+    assert flipped["status"] == "done" and flipped["network_reused"] is False
+    assert flipped["parameters"]["test_time_flip"] is True
+    assert first["parameters"]["test_time_flip"] is False
     assert retuned["network_reused"] is True and "network" not in retuned["timings"]
     assert retuned["parameters"]["threshold"] == 0.3
     assert retuned["parameters"]["foreground_seed_distance"] == 0

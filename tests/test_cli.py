@@ -176,6 +176,10 @@ def test_foreground_seed_distance_option(tmp_path, tiny_weights, phantom_dir, ca
               "--patch", "8,64,64", "--no-gif"]
     assert main([*common, "--out", str(tmp_path / "off"), "--foreground-seed-distance", "0"]) == 0
     assert tifffile.imread(tmp_path / "off" / "image_labels.tif").ndim == 3
+    assert main([*common, "--out", str(tmp_path / "flip"), "--test-time-flip"]) == 0
+    plain = tifffile.imread(tmp_path / "off" / "image_boundaries.tif")
+    flipped = tifffile.imread(tmp_path / "flip" / "image_boundaries.tif")
+    assert flipped.shape == plain.shape and not np.array_equal(flipped, plain)
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_status:
         main([*common, "--out", str(tmp_path / "bad"), "--foreground-seed-distance", "-3"])

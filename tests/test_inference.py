@@ -224,3 +224,27 @@ def test_window_borders_leave_no_seam_on_any_plane(planes):
     assert output[:, :, :, 63].max() < 0.01
     assert output[:, :, :, 1:95].max() < 0.01
     np.testing.assert_allclose(output[:, :, :, 0], 1.0, atol=1e-4)
+
+
+class _ZRamp(nn.Module):
+    """Logits = channel 0 + the plane's index in the window: not symmetric along Z."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ramp = torch.arange(x.shape[2], dtype=x.dtype).view(1, 1, -1, 1, 1)
+        return x[:, :1] + ramp
+
+
+def test_test_time_flip_averages_with_the_z_flipped_prediction():
+    rng = np.random.default_rng(3)
+    image = rng.normal(size=(2, 6, 16, 16)).astype(np.float32)
+    common = {"patch": (6, 16, 16), "overlap": 0.0, "batch_size": 1}
+    plain = predict_probabilities(_ZRamp(), image, **common)
+    flipped = predict_probabilities(_ZRamp(), image, test_time_flip=True, **common)
+    ramp = np.arange(6, dtype=np.float32).reshape(6, 1, 1)
+
+    def sigmoid(values):
+        return 1.0 / (1.0 + np.exp(-values))
+
+    np.testing.assert_allclose(plain[0], sigmoid(image[0] + ramp), atol=1e-5)
+    expected = (sigmoid(image[0] + ramp) + sigmoid(image[0] + ramp[::-1])) / 2
+    np.testing.assert_allclose(flipped[0], expected, atol=1e-5)

@@ -119,6 +119,7 @@ def predict_probabilities(
     autocast: str = "none",
     progress: Callable[[int, int], None] | None = None,
     multiple_of: int = 1,
+    test_time_flip: bool = False,
 ) -> np.ndarray:
     """Predict per-voxel probabilities with overlapping, Gaussian-blended windows.
 
@@ -153,6 +154,9 @@ def predict_probabilities(
         (a 25-plane stack becomes 32 planes, one window deep) and cropped afterwards;
         windows along longer axes are ``patch`` rounded down to a multiple (``patch`` 24
         on a 25-plane stack gives two overlapping 24-plane windows).
+    test_time_flip : bool
+        Also run the network on each window flipped along Z, flip its output back and
+        average the two probabilities (twice the network time).
 
     Returns
     -------
@@ -199,8 +203,12 @@ def predict_probabilities(
     with torch.inference_mode(), _autocast_context(device, autocast):
         for batch in _batches(windows, batch_size):
             inputs = np.stack([placement.crop(image) for placement in batch])
-            logits = network(torch.from_numpy(inputs).to(device))
-            weighted = (torch.sigmoid(logits.float()) * importance_tensor).cpu().numpy()
+            batch_input = torch.from_numpy(inputs).to(device)
+            probability = torch.sigmoid(network(batch_input).float())
+            if test_time_flip:
+                flipped = network(torch.flip(batch_input, dims=(2,))).float()
+                probability = (probability + torch.sigmoid(torch.flip(flipped, dims=(2,)))) / 2
+            weighted = (probability * importance_tensor).cpu().numpy()
             if output is None:
                 output = np.zeros((weighted.shape[1], *spatial_shape), dtype=np.float32)
             for placement, window_probability in zip(batch, weighted, strict=True):
