@@ -151,8 +151,8 @@ def _seed_stranded_foreground(
     such stranded regions. Seeds are placed there as in :func:`_seeds`, on the distance to
     the nearest boundary voxel or non-stranded voxel, but only where that distance is at
     least ``min_distance`` X pixels, so that thin rims of seeded cells get none. The
-    background super-pixels are then re-flooded from these seeds and from their own
-    background voxels; every other super-pixel keeps its voxels.
+    background super-pixels that received seeds are then re-flooded from these seeds and
+    from their own background voxels; every other super-pixel keeps its voxels.
     """
     mean_foreground = _mean_per_label(superpixels, foreground_probability)
     is_background = mean_foreground < foreground_threshold
@@ -174,11 +174,14 @@ def _seed_stranded_foreground(
     if n_new == 0:
         return superpixels
     logger.info("watershed: %d seeds for foreground flooded from background", n_new)
-    keep = in_background & (foreground_probability <= foreground_threshold)
+    has_new_seed = np.zeros(is_background.shape, dtype=bool)
+    has_new_seed[superpixels[new_seeds > 0]] = True
+    reflood = has_new_seed[superpixels]
+    keep = reflood & (foreground_probability <= foreground_threshold)
     seeds = np.where(keep, superpixels, np.uint32(0))
     np.add(new_seeds, np.uint32(superpixels.max()), out=seeds, where=new_seeds > 0)
-    reflooded = bioimage_cpp.segmentation.watershed(height, seeds, mask=in_background)
-    return np.where(in_background, reflooded, superpixels)
+    reflooded = bioimage_cpp.segmentation.watershed(height, seeds, mask=reflood)
+    return np.where(reflood, reflooded, superpixels)
 
 
 def _dissolve_small(superpixels: np.ndarray, height: np.ndarray, min_size: int) -> np.ndarray:
