@@ -28,6 +28,7 @@ import numpy as np
 
 from segmentation.cli import parse_triple
 from segmentation.evaluation import evaluate_segmentation
+from segmentation.inference import resolve_autocast
 from segmentation.io import Stack
 from segmentation.model import load_model
 from segmentation.parameters import (
@@ -93,7 +94,8 @@ def cached_prediction(
     grid = getattr(model.network, "downsampling_factor", 1)
     key = (
         f"{model.card.name}-{weights}-{seed}-{image_hash}"
-        f"-{'x'.join(map(str, shape))}-{inference.autocast}-{window}-{inference.overlap}"
+        f"-{'x'.join(map(str, shape))}-{resolve_autocast(inference.autocast, model.device)}"
+        f"-{window}-{inference.overlap}"
         f"-g{grid}p-sep{'-tflip' if inference.test_time_flip else ''}"
     )
     path = cache / f"{key}.npz"
@@ -218,7 +220,7 @@ def main() -> int:
         row = {
             "seed": seed,
             "shape": list(arguments.shape),
-            "autocast": inference.autocast,
+            "autocast": resolve_autocast(inference.autocast, model.device),
             "patch": list(inference.patch),
             "overlap": inference.overlap,
             "test_time_flip": inference.test_time_flip,

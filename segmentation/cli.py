@@ -186,7 +186,8 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         "--autocast",
         choices=("auto", "none", "bf16", "fp16"),
         default=DEFAULT_AUTOCAST,
-        help="network precision: auto = bfloat16 on CPU, float16 on GPU; none = float32 "
+        help="network precision: auto = float16 on GPU, bfloat16 on CPUs that run it natively "
+        "(AVX-512 or Arm BF16), else float32; none = float32 "
         "(default %(default)s)",
     )
     parser.add_argument(
@@ -402,7 +403,11 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=defaults.learning_rate)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--resume", action="store_true", help="continue from DIR's last checkpoint")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="bfloat16 autocast (GPUs, and CPUs with AVX-512 or Arm BF16; far slower elsewhere)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--patches-per-epoch", type=int, default=defaults.patches_per_epoch)
     parser.add_argument("--f-maps", type=int, default=defaults.f_maps)

@@ -31,7 +31,8 @@ DEFAULT_PATCH: tuple[int, int, int] = (32, 256, 256)
 #: Fraction of overlap between neighbouring windows.
 DEFAULT_OVERLAP = 0.25
 DEFAULT_DEVICE: Device = "auto"
-#: Mixed precision of the network: "auto" is bfloat16 on a CPU, float16 on a GPU.
+#: Mixed precision of the network: "auto" is float16 on a GPU, bfloat16 on a CPU that runs
+#: it natively (AVX-512 or Arm BF16) and float32 on other CPUs, which emulate bfloat16 slowly.
 DEFAULT_AUTOCAST: Autocast = "auto"
 #: Average the network's output with its output on the Z-flipped stack (twice as slow).
 DEFAULT_TEST_TIME_FLIP = False

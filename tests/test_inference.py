@@ -129,12 +129,35 @@ def test_bad_parameters_are_rejected(kwargs, message):
         predict_probabilities(ConstantLogit(0.0), image, **arguments)
 
 
-def test_auto_autocast_is_bf16_on_cpu_and_fp16_on_gpu():
+def test_auto_autocast_is_bf16_only_on_cpus_that_run_it_natively():
     from segmentation.inference import resolve_autocast
 
-    assert resolve_autocast("auto", torch.device("cpu")) == "bf16"
+    cpu = torch.device("cpu")
+    assert resolve_autocast("auto", cpu, fast_cpu_bfloat16=True) == "bf16"
+    # emulated bfloat16 is ~100x slower than float32 (AVX2-only CPUs)
+    assert resolve_autocast("auto", cpu, fast_cpu_bfloat16=False) == "none"
     assert resolve_autocast("auto", torch.device("cuda")) == "fp16"
-    assert resolve_autocast("none", torch.device("cpu")) == "none"
+    assert resolve_autocast("none", cpu, fast_cpu_bfloat16=True) == "none"
+    assert resolve_autocast("fp16", torch.device("cuda")) == "fp16"
+
+
+def test_auto_autocast_follows_this_cpu():
+    from segmentation.inference import cpu_has_fast_bfloat16, resolve_autocast
+
+    expected = "bf16" if cpu_has_fast_bfloat16() else "none"
+    assert resolve_autocast("auto", torch.device("cpu")) == expected
+
+
+def test_explicit_bf16_on_a_cpu_without_it_is_kept_with_a_warning(caplog):
+    from segmentation.inference import resolve_autocast
+
+    with caplog.at_level("WARNING"):
+        assert resolve_autocast("bf16", torch.device("cpu"), fast_cpu_bfloat16=False) == "bf16"
+    assert "no native bfloat16" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert resolve_autocast("bf16", torch.device("cpu"), fast_cpu_bfloat16=True) == "bf16"
+    assert caplog.text == ""
 
 
 def test_tissue_mask_keeps_tissue_and_drops_empty_field():

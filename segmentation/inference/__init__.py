@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from segmentation.inference.sliding_window import (
+    cpu_has_fast_bfloat16,
     crop_window,
     gaussian_importance,
     predict_probabilities,
@@ -13,6 +14,7 @@ from segmentation.inference.sliding_window import (
 from segmentation.inference.tissue_mask import tissue_mask
 
 __all__ = [
+    "cpu_has_fast_bfloat16",
     "crop_window",
     "gaussian_importance",
     "predict_probabilities",

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from segmentation.errors import InputError
+from segmentation.inference import cpu_has_fast_bfloat16
 from segmentation.io import normalize_percentile, read_labels, read_stack
 from segmentation.model import (
     ModelCard,
@@ -325,6 +326,11 @@ def train(
         "config": {**asdict(config), "patch": list(config.patch)},
         "init": str(init) if init else None,
     }
+    if config.bf16 and device.type == "cpu" and not cpu_has_fast_bfloat16():
+        logger.warning(
+            "this CPU has no native bfloat16 (AVX-512 or Arm BF16): --bf16 makes training far "
+            "slower than float32; leave it off on this machine"
+        )
     started = time.perf_counter()
     seconds_before = history[-1]["elapsed_seconds"] if history else 0.0
     from tqdm import tqdm
