@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -85,9 +86,29 @@ def test_checkpoint_round_trip_with_card(tmp_path):
     assert json.loads(path.with_suffix(".json").read_text())["name"] == "tiny"
     loaded = load_model(path, device="cpu")
     assert loaded.card == card
+    for name, tensor in network.state_dict().items():
+        assert torch.equal(tensor, loaded.network.state_dict()[name]), name
     x = torch.randn(1, 2, 8, 16, 16)
     with torch.no_grad():
-        assert torch.equal(network.eval()(x), loaded.network(x))
+        torch.testing.assert_close(network.eval()(x), loaded.network(x), rtol=1e-4, atol=1e-5)
+
+
+def test_cpu_model_is_channels_last_and_predicts_as_a_contiguous_one(tmp_path):
+    from segmentation.inference import predict_probabilities
+
+    card = ModelCard(name="tiny", f_maps=4)
+    torch.manual_seed(0)
+    network = build_network(card).eval()
+    path = save_checkpoint(tmp_path / "model.pt", network, card, epoch=1)
+    loaded = load_model(path, device="cpu")
+    conv = loaded.network.encoders[0].basic_module.SingleConv1.conv.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d)
+    image = np.random.default_rng(0).normal(size=(2, 12, 40, 40)).astype(np.float32)
+    arguments = {"patch": (8, 24, 24), "overlap": 0.25, "multiple_of": 8}
+    expected = predict_probabilities(network, image, **arguments)
+    np.testing.assert_allclose(
+        predict_probabilities(loaded.network, image, **arguments), expected, atol=1e-5
+    )
 
 
 def test_missing_weights_give_clear_error(tmp_path):

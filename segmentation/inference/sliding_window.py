@@ -250,6 +250,9 @@ def predict_probabilities(
         for batch in _batches(windows, batch_size):
             inputs = np.stack([placement.crop(image) for placement in batch])
             batch_input = torch.from_numpy(inputs).to(device)
+            if device.type == "cpu":
+                # matches the layout load_model gives a CPU network (faster convolutions)
+                batch_input = batch_input.contiguous(memory_format=torch.channels_last_3d)
             probability = torch.sigmoid(network(batch_input).float())
             if test_time_flip:
                 flipped = network(torch.flip(batch_input, dims=(2,))).float()

@@ -140,5 +140,8 @@ def load_model(
         raise WeightsError(f"weights {path} do not match its model card: {first_line}") from error
     torch_device = resolve_device(device)
     network.to(torch_device).eval()
+    if torch_device.type == "cpu":
+        # oneDNN's 3D convolutions run ~10 % faster on channels-last tensors on the CPU
+        network.to(memory_format=torch.channels_last_3d)
     logger.info("loaded %s (%s) on %s", path, card.name, torch_device)
     return LoadedModel(network, card, torch_device, path)
