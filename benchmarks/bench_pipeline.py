@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import resource
 import subprocess
 import sys
@@ -27,6 +28,16 @@ from segmentation.cli import parse_triple
 
 def peak_rss_gb(who: int = resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024**2
+
+
+def cpu_model_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def main() -> int:
@@ -43,7 +54,10 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="append results to this file")
     arguments = parser.parse_args()
 
+    import torch
+
     from segmentation.evaluation import evaluate_segmentation
+    from segmentation.inference import cpu_has_fast_bfloat16, resolve_autocast
     from segmentation.io import read_labels, read_stack
     from segmentation.model import load_model
     from segmentation.parameters import InferenceParameters, SegmentationParameters
@@ -96,6 +110,13 @@ def main() -> int:
         "shape": arguments.shape,
         "model": model.card.name,
         "inference": inference.as_dict(),
+        "precision": resolve_autocast(inference.autocast, model.device),
+        "cpu": {
+            "model": cpu_model_name(),
+            "capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bfloat16": cpu_has_fast_bfloat16(),
+            "threads": torch.get_num_threads(),
+        },
         "method": segmentation_parameters.method,
         "seconds": {k: round(v, 2) for k, v in timings.items()},
         "total_seconds": round(sum(timings.values()), 1),
