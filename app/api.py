@@ -11,7 +11,9 @@ import segmentation
 from app.jobs import JobManager, JobRequest, QueueFullError, UploadTooLargeError
 from app.requests import build_request
 from segmentation.errors import InputError
+from segmentation.inference import PRECISION_NAMES, resolve_autocast
 from segmentation.parameters import (
+    DEFAULT_AUTOCAST,
     DEFAULT_CUTOFF,
     DEFAULT_FOOTPRINT,
     DEFAULT_FOREGROUND_SEED_DISTANCE,
@@ -46,12 +48,13 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
 
     @router.get("/health")
     def health() -> dict:
-        """Server status, the loaded model's name, its device and the germseg version."""
+        """Server status, the loaded model, its device and precision, the germseg version."""
         model = manager.model
         return {
             "status": "ok",
             "model": model.card.name,
             "device": str(model.device),
+            "precision": PRECISION_NAMES[resolve_autocast(DEFAULT_AUTOCAST, model.device)],
             "version": segmentation.__version__,
         }
 

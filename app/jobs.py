@@ -24,6 +24,7 @@ from typing import BinaryIO, Literal
 from app.prediction_cache import PredictionCache, file_sha256
 from app.settings import Settings
 from segmentation.errors import GermsegError, InputError
+from segmentation.inference import PRECISION_NAMES, resolve_autocast
 from segmentation.io import read_stack
 from segmentation.model import LoadedModel, resolve_device
 from segmentation.parameters import InferenceParameters, SegmentationParameters
@@ -101,6 +102,8 @@ class Job:
     error: str | None = None
     network_reused: bool | None = None
     device: str | None = None
+    #: What the network computed in: float32, bfloat16 or float16.
+    precision: str | None = None
     warnings: tuple[str, ...] = ()
     created: float = field(default_factory=time.time)
     finished: float | None = None
@@ -130,6 +133,7 @@ class Job:
             "timings": {stage: round(seconds, 3) for stage, seconds in self.timings.items()},
             "network_reused": self.network_reused,
             "device": self.device,
+            "precision": self.precision,
             "warnings": list(self.warnings),
             "error": self.error,
             "parameters": {
@@ -333,6 +337,7 @@ class JobManager:
 
         model = self._model_on(request.inference.device)
         job.device = str(model.device)
+        job.precision = PRECISION_NAMES[resolve_autocast(request.inference.autocast, model.device)]
         key = (
             job.content_sha256,
             request.channels,

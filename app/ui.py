@@ -103,7 +103,7 @@ def _results(jobs: Sequence[Job]) -> tuple:
             name,
             job.n_cells,
             round(job.timings.get("total", 0.0), 1),
-            job.device,
+            f"{job.device} ({job.precision})" if job.precision else job.device,
             "yes" if job.network_reused else "no",
         ]
         for name, job in zip(names, finished, strict=True)

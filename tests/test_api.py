@@ -16,6 +16,7 @@ import torch
 
 from segmentation.cli import main
 from segmentation.errors import InputError
+from segmentation.inference import cpu_has_fast_bfloat16
 from segmentation.io import read_stack
 from segmentation.model import LoadedModel, ModelCard, build_network
 from segmentation.synthetic import write_phantom
@@ -88,6 +89,7 @@ def test_health_names_model_device_and_version(client) -> None:
         "status": "ok",
         "model": "tiny-test",
         "device": "cpu",
+        "precision": "bfloat16" if cpu_has_fast_bfloat16() else "float32",
         "version": segmentation.__version__,
     }
 
@@ -120,6 +122,7 @@ def test_segment_end_to_end(client, stack_path: Path, tmp_path: Path) -> None:
     assert status["progress"] == 1.0 and status["queue_position"] is None
     assert status["source"] == "my_stack_1_.tif"
     assert status["network_reused"] is False and status["device"] == "cpu"
+    assert status["precision"] == ("bfloat16" if cpu_has_fast_bfloat16() else "float32")
     assert {"read", "network", "watershed", "outputs", "total"} <= set(status["timings"])
     expected = {
         f"my_stack_1__{suffix}"

@@ -15,6 +15,7 @@ pytest.importorskip("uvicorn")
 from app.server import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from segmentation.errors import InputError  # noqa: E402
+from segmentation.inference import cpu_has_fast_bfloat16  # noqa: E402
 from segmentation.io import read_stack  # noqa: E402
 from segmentation.parameters import (  # noqa: E402
     DEFAULT_PATCH,
@@ -62,6 +63,8 @@ def test_segment_then_resegment_through_the_client(server_url: str, stacks: list
         assert row[1] == labels.max() >= 1
     assert summary["headers"] == ["file", "cells found", "time (s)", "device", "network reused"]
     assert [row[4] for row in summary["data"]] == ["no", "no"]
+    precision = "bfloat16" if cpu_has_fast_bfloat16() else "float32"
+    assert [row[3] for row in summary["data"]] == [f"cpu ({precision})"] * 2
     assert Path(preview).read_bytes()[:6] == b"GIF89a"
     assert selector["choices"] == [["gonad_3.tif", "gonad_3.tif"], ["gonad_4.tif", "gonad_4.tif"]]
     assert {Path(p).name for p in downloads} >= {"gonad_3_results.zip", "gonad_4_cells.csv"}

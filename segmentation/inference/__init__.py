@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from segmentation.inference.sliding_window import (
+    PRECISION_NAMES,
     cpu_has_fast_bfloat16,
     crop_window,
     gaussian_importance,
@@ -14,6 +15,7 @@ from segmentation.inference.sliding_window import (
 from segmentation.inference.tissue_mask import tissue_mask
 
 __all__ = [
+    "PRECISION_NAMES",
     "cpu_has_fast_bfloat16",
     "crop_window",
     "gaussian_importance",

@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 Window = tuple[slice, slice, slice]
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: What each resolved autocast value computes in, for logs and reports.
+PRECISION_NAMES = {"none": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def window_starts(size: int, window: int, overlap: float) -> list[int]:
@@ -148,7 +150,7 @@ def resolve_autocast(
 
 def _autocast_context(device: torch.device, autocast: str) -> contextlib.AbstractContextManager:
     autocast = resolve_autocast(autocast, device)
-    logger.info("inference precision: %s", "float32" if autocast == "none" else autocast)
+    logger.info("inference precision: %s", PRECISION_NAMES[autocast])
     if autocast == "none":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=_AUTOCAST_DTYPES[autocast])
