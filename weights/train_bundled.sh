@@ -27,9 +27,13 @@
 # (check it out to reproduce them exactly); stages 3-7 with the generator of this commit;
 # stages 2-4 with the training data code of commit 0bc4370 (before the Z-flip fix). Runs 1-5
 # were stopped by hand; the epoch counts below reproduce them.
-# Usage: weights/train_bundled.sh [RUN_DIR]
+# The stages ran with bfloat16 autocast (--bf16) on a CPU with native bfloat16. On a CPU
+# without it (AVX2 only: PyTorch emulates bfloat16 there, far slower than float32), run
+# with BF16= to train in float32; on a GPU --bf16 is fine.
+# Usage: [BF16=] weights/train_bundled.sh [RUN_DIR]
 set -euo pipefail
 RUN=${1:-runs/bundled}
+BF16=${BF16---bf16}
 EPOCHS_STAGE1=${EPOCHS_STAGE1:-44}
 EPOCHS_STAGE2=${EPOCHS_STAGE2:-27}
 EPOCHS_STAGE3=${EPOCHS_STAGE3:-51}
@@ -43,43 +47,43 @@ python "$HERE/make_phantom_data.py" "$RUN-data" 80 384 0
 python "$HERE/make_phantom_data.py" "$RUN-data-v2" 72 512 100
 
 germseg train --data "$RUN-data/data.csv" --out "$RUN" --epochs "$EPOCHS_STAGE1" \
-  --patch 24,128,128 --batch 2 --lr 1e-3 --bf16 --seed 0 --patches-per-epoch 64 \
+  --patch 24,128,128 --batch 2 --lr 1e-3 $BF16 --seed 0 --patches-per-epoch 64 \
   --f-maps 16 --patience 15 --boundary-mode thick --connectivity 2 --w0 10 \
   --name germseg-unet3d-phantom-v1 --device cpu
 
 germseg train --data "$RUN-data/data.csv" --out "$RUN-stage2" --epochs "$EPOCHS_STAGE2" \
   --init "$RUN/best_checkpoint.pytorch" \
-  --patch 24,128,128 --batch 2 --lr 5e-4 --bf16 --seed 1 --patches-per-epoch 64 \
+  --patch 24,128,128 --batch 2 --lr 5e-4 $BF16 --seed 1 --patches-per-epoch 64 \
   --patience 12 --boundary-mode anisotropic --w0 5 \
   --name germseg-unet3d-phantom-v1 --device cpu
 
 germseg train --data "$RUN-data-v2/data.csv" --out "$RUN-stage3" --epochs "$EPOCHS_STAGE3" \
   --init "$RUN-stage2/best_checkpoint.pytorch" \
-  --patch 24,128,128 --batch 2 --lr 5e-4 --bf16 --seed 2 --patches-per-epoch 64 \
+  --patch 24,128,128 --batch 2 --lr 5e-4 $BF16 --seed 2 --patches-per-epoch 64 \
   --patience 30 --boundary-mode anisotropic --w0 5 --keep-background-patches \
   --name germseg-unet3d-phantom-v2 --device cpu
 
 germseg train --data "$RUN-data-v2/data.csv" --out "$RUN-stage4" --epochs "$EPOCHS_STAGE4" \
   --init "$RUN-stage3/best_checkpoint.pytorch" \
-  --patch 24,128,128 --batch 2 --lr 2.5e-4 --bf16 --seed 3 --patches-per-epoch 64 \
+  --patch 24,128,128 --batch 2 --lr 2.5e-4 $BF16 --seed 3 --patches-per-epoch 64 \
   --patience 40 --lr-patience 12 --boundary-mode anisotropic --w0 5 --keep-background-patches \
   --name germseg-unet3d-phantom-v2 --device cpu
 
 germseg train --data "$RUN-data-v2/data.csv" --out "$RUN-stage5" --epochs "$EPOCHS_STAGE5" \
   --init "$RUN-stage4/best_checkpoint.pytorch" \
-  --patch 24,128,128 --batch 2 --lr 2.5e-4 --bf16 --seed 5 --patches-per-epoch 64 \
+  --patch 24,128,128 --batch 2 --lr 2.5e-4 $BF16 --seed 5 --patches-per-epoch 64 \
   --patience 40 --lr-patience 12 --boundary-mode anisotropic --w0 5 --keep-background-patches \
   --name germseg-unet3d-phantom-v3 --device cpu
 
 germseg train --data "$RUN-data-v2/data.csv" --out "$RUN-stage6" --epochs "$EPOCHS_STAGE6" \
   --init "$RUN-stage5/last_checkpoint.pytorch" \
-  --patch 32,128,128 --batch 2 --lr 2e-4 --bf16 --seed 7 --patches-per-epoch 64 \
+  --patch 32,128,128 --batch 2 --lr 2e-4 $BF16 --seed 7 --patches-per-epoch 64 \
   --patience 45 --lr-patience 12 --boundary-mode anisotropic --w0 5 --keep-background-patches \
   --padding edge --z-margin 8 --name germseg-unet3d-phantom-v4 --device cpu
 
 germseg train --data "$RUN-data-v2/data.csv" --out "$RUN-stage7" --epochs "$EPOCHS_STAGE7" \
   --init "$RUN-stage6/best_checkpoint.pytorch" \
-  --patch 32,128,128 --batch 2 --lr 2e-4 --bf16 --seed 11 --patches-per-epoch 64 \
+  --patch 32,128,128 --batch 2 --lr 2e-4 $BF16 --seed 11 --patches-per-epoch 64 \
   --patience 40 --lr-patience 12 --boundary-mode anisotropic-symmetric --w0 5 \
   --keep-background-patches --padding edge --z-margin 8 --name germseg-unet3d-phantom-v5 \
   --device cpu
