@@ -11,7 +11,7 @@ import segmentation
 from app.jobs import JobManager, JobRequest, QueueFullError, UploadTooLargeError
 from app.requests import build_request
 from segmentation.errors import InputError
-from segmentation.inference import PRECISION_NAMES, resolve_autocast
+from segmentation.inference import precision_name
 from segmentation.parameters import (
     DEFAULT_AUTOCAST,
     DEFAULT_CUTOFF,
@@ -54,7 +54,7 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
             "status": "ok",
             "model": model.card.name,
             "device": str(model.device),
-            "precision": PRECISION_NAMES[resolve_autocast(DEFAULT_AUTOCAST, model.device)],
+            "precision": precision_name(DEFAULT_AUTOCAST, model.device),
             "version": segmentation.__version__,
         }
 

@@ -24,7 +24,7 @@ from typing import BinaryIO, Literal
 from app.prediction_cache import PredictionCache, file_sha256
 from app.settings import Settings
 from segmentation.errors import GermsegError, InputError
-from segmentation.inference import PRECISION_NAMES, resolve_autocast
+from segmentation.inference import precision_name
 from segmentation.io import read_stack
 from segmentation.model import LoadedModel, resolve_device
 from segmentation.parameters import InferenceParameters, SegmentationParameters
@@ -337,7 +337,7 @@ class JobManager:
 
         model = self._model_on(request.inference.device)
         job.device = str(model.device)
-        job.precision = PRECISION_NAMES[resolve_autocast(request.inference.autocast, model.device)]
+        job.precision = precision_name(request.inference.autocast, model.device)
         key = (
             job.content_sha256,
             request.channels,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from segmentation.inference.sliding_window import (
-    PRECISION_NAMES,
     cpu_has_fast_bfloat16,
     crop_window,
     gaussian_importance,
+    precision_name,
     predict_probabilities,
     resolve_autocast,
     sliding_windows,
@@ -15,10 +15,10 @@ from segmentation.inference.sliding_window import (
 from segmentation.inference.tissue_mask import tissue_mask
 
 __all__ = [
-    "PRECISION_NAMES",
     "cpu_has_fast_bfloat16",
     "crop_window",
     "gaussian_importance",
+    "precision_name",
     "predict_probabilities",
     "resolve_autocast",
     "sliding_windows",

@@ -18,7 +18,7 @@ Window = tuple[slice, slice, slice]
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: What each resolved autocast value computes in, for logs and reports.
-PRECISION_NAMES = {"none": "float32", "bf16": "bfloat16", "fp16": "float16"}
+_PRECISION_NAMES = {"none": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def window_starts(size: int, window: int, overlap: float) -> list[int]:
@@ -148,9 +148,14 @@ def resolve_autocast(
     return autocast
 
 
+def precision_name(autocast: str, device: torch.device) -> str:
+    """What the network computes in for ``autocast`` on ``device``: float32, bfloat16 or float16."""
+    return _PRECISION_NAMES[resolve_autocast(autocast, device)]
+
+
 def _autocast_context(device: torch.device, autocast: str) -> contextlib.AbstractContextManager:
     autocast = resolve_autocast(autocast, device)
-    logger.info("inference precision: %s", PRECISION_NAMES[autocast])
+    logger.info("inference precision: %s", _PRECISION_NAMES[autocast])
     if autocast == "none":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=_AUTOCAST_DTYPES[autocast])
