@@ -225,9 +225,11 @@ def _run_segment(arguments: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from segmentation.model import load_model
+    from segmentation.outputs import output_stems
     from segmentation.pipeline import segment_file
 
     try:
+        stems = output_stems(arguments.inputs)
         segmentation_parameters = SegmentationParameters(
             threshold=arguments.threshold,
             footprint=arguments.footprint,
@@ -254,7 +256,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
 
     status = 0
-    for path in arguments.inputs:
+    for path, stem in zip(arguments.inputs, stems, strict=True):
         bars: list[tqdm] = []
 
         def progress(done: int, total: int, bars: list[tqdm] = bars, name: str = path.name) -> None:
@@ -273,6 +275,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
                 max_voxels=arguments.max_voxels,
                 gif=not arguments.no_gif,
                 progress=progress,
+                stem=stem,
             )
         except GermsegError as error:
             _error(f"{path}: {error}")
@@ -284,7 +287,10 @@ def _run_segment(arguments: argparse.Namespace) -> int:
         for warning in result.warnings:
             print(f"warning: {path}: {warning}", file=sys.stderr)
         timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
-        print(f"{path}: {result.n_cells} cells ({timings}) -> {arguments.out}", file=sys.stderr)
+        print(
+            f"{path}: {result.n_cells} cells ({timings}) -> {arguments.out / stem}_*",
+            file=sys.stderr,
+        )
     return status
 
 

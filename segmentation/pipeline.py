@@ -350,8 +350,13 @@ def segment_file(
     max_voxels: int = DEFAULT_MAX_VOXELS,
     gif: bool = True,
     progress: ProgressCallback | None = None,
+    stem: str | None = None,
 ) -> FileResult:
     """Read one TIFF stack, segment it and write the four outputs into ``out_dir``.
+
+    The outputs are named ``<stem>_labels.tif`` etc., ``stem`` being the file's name
+    without its extension unless given (see :func:`segmentation.outputs.output_stems` for
+    several stacks whose names clash).
 
     Raises
     ------
@@ -368,6 +373,8 @@ def segment_file(
     result = segment_from_boundaries(prediction, segmentation_parameters, stack.voxel_size)
     timings.update(result.timings)
     start = time.perf_counter()
-    paths = write_outputs(out_dir, path.stem, stack, prediction, result, gif=gif)
+    paths = write_outputs(
+        out_dir, stem or path.stem, stack, prediction, result, gif=gif
+    )
     timings["outputs"] = time.perf_counter() - start
     return FileResult(path, paths, result.n_cells, timings, prediction.device, stack.warnings)

@@ -75,6 +75,39 @@ def test_bad_input_is_one_line_and_others_still_run(tmp_path, tiny_weights, phan
     assert not (tmp_path / "image_preview.gif").exists()
 
 
+def test_inputs_with_the_same_name_keep_their_own_outputs(tmp_path, tiny_weights, capsys):
+    """Two stacks both called image.tif (one folder per sample) must not overwrite each other."""
+    for seed, name in [(3, "worm1"), (4, "worm2")]:
+        write_phantom(tmp_path / name, shape=(8, 64, 64), seed=seed)
+    inputs = [str(tmp_path / "worm1" / "image.tif"), str(tmp_path / "worm2" / "image.tif")]
+    out = tmp_path / "out"
+    status = main(
+        ["segment", *inputs, "--out", str(out), "--weights", str(tiny_weights),
+         "--patch", "8,64,64", "--min-size", "1", "--no-gif"]
+    )
+    assert status == 0
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        f"{worm}_image_{kind}"
+        for worm in ("worm1", "worm2")
+        for kind in ("labels.tif", "boundaries.tif", "cells.csv")
+    )
+    first = tifffile.imread(out / "worm1_image_boundaries.tif")
+    second = tifffile.imread(out / "worm2_image_boundaries.tif")
+    assert not np.array_equal(first, second)
+    assert f"-> {out / 'worm2_image'}_*" in capsys.readouterr().err
+
+
+def test_the_same_input_twice_is_refused_before_any_work(tmp_path, tiny_weights, phantom_dir,
+                                                         capsys):
+    image = str(phantom_dir / "image.tif")
+    status = main(["segment", image, image, "--out", str(tmp_path / "out"),
+                   "--weights", str(tiny_weights)])
+    assert status == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "given twice" in error
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_weights_fail_clearly(tmp_path, phantom_dir, capsys):
     status = main(
         ["segment", str(phantom_dir / "image.tif"), "--out", str(tmp_path),

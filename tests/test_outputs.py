@@ -9,10 +9,12 @@ import pytest
 import tifffile
 from PIL import Image
 
+from segmentation.errors import InputError
 from segmentation.io import read_voxel_size
 from segmentation.outputs import (
     cell_table,
     output_paths,
+    output_stems,
     render_preview_frames,
     touching_neighbours,
     write_boundaries,
@@ -183,3 +185,26 @@ def test_output_paths(tmp_path):
         "preview": tmp_path / "stack1_preview.gif",
         "cells": tmp_path / "stack1_cells.csv",
     }
+
+
+def test_output_stems_are_file_names_when_they_differ(tmp_path):
+    assert output_stems([tmp_path / "a.tif", tmp_path / "sub" / "b.ome.tif"]) == ["a", "b.ome"]
+
+
+def test_output_stems_name_clashing_inputs_by_their_folders(tmp_path):
+    inputs = [
+        tmp_path / "worm1" / "stack.tif",
+        tmp_path / "other.tif",
+        tmp_path / "worm2" / "day2" / "stack.tif",
+        tmp_path / "worm2" / "stack.tiff",
+    ]
+    assert output_stems(inputs) == [
+        "worm1_stack", "other", "worm2_day2_stack", "worm2_stack",
+    ]
+
+
+def test_output_stems_refuse_the_same_file_twice_and_unresolvable_clashes(tmp_path):
+    with pytest.raises(InputError, match="given twice"):
+        output_stems([tmp_path / "a.tif", tmp_path / "x" / ".." / "a.tif"])
+    with pytest.raises(InputError, match="separate --out folders"):
+        output_stems([tmp_path / "stack.tif", tmp_path / "stack.tiff"])

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
+
+from segmentation.errors import InputError
 
 
 def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
@@ -22,3 +26,52 @@ def output_paths(out_dir: str | Path, stem: str) -> dict[str, Path]:
         "preview": out_dir / f"{stem}_preview.gif",
         "cells": out_dir / f"{stem}_cells.csv",
     }
+
+
+def output_stems(inputs: Sequence[str | Path]) -> list[str]:
+    """Output stems of several input stacks, distinct so that no outputs overwrite others.
+
+    Each stack's stem is its file name without the extension. Inputs that share a stem
+    (``a/stack.tif`` and ``b/stack.tif``) are named by their path below the folder the
+    clashing inputs have in common, joined with ``_`` (``a_stack`` and ``b_stack``).
+
+    Parameters
+    ----------
+    inputs : sequence of path
+        Input files, each at most once.
+
+    Returns
+    -------
+    list of str
+        One stem per input, in order, no two equal.
+
+    Raises
+    ------
+    segmentation.errors.InputError
+        When the same file is given twice.
+    """
+    paths = [Path(path) for path in inputs]
+    resolved = [path.resolve() for path in paths]
+    seen: dict[Path, Path] = {}
+    for path, absolute in zip(paths, resolved, strict=True):
+        if absolute in seen:
+            raise InputError(
+                f"{path} is given twice (as {seen[absolute]} too): list each stack once"
+            )
+        seen[absolute] = path
+    stems = [path.stem for path in paths]
+    for stem in set(stems):
+        clashing = [index for index, other in enumerate(stems) if other == stem]
+        if len(clashing) < 2:
+            continue
+        common = Path(os.path.commonpath([resolved[index].parent for index in clashing]))
+        for index in clashing:
+            relative = resolved[index].relative_to(common).with_suffix("")
+            stems[index] = "_".join(relative.parts)
+    if len(set(stems)) < len(stems):
+        duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
+        raise InputError(
+            f"inputs would write outputs of the same name ({', '.join(duplicates)}): "
+            "segment them into separate --out folders"
+        )
+    return stems
