@@ -317,7 +317,8 @@ def _add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
         "evaluate",
         help="compare label volumes with ground truth (F1 vs IoU, adapted Rand, VOI)",
         description="Either --pred and --gt, or --csv with columns pred,gt (paths relative to "
-        "the CSV). Writes evaluation.csv and f1_vs_iou.png into --out.",
+        "the CSV). Writes evaluation.csv and f1_vs_iou.png into --out. A pair that cannot be "
+        "read is reported in one line and the others are still evaluated (exit status 2).",
     )
     parser.add_argument("--pred", type=Path, metavar="P.tif")
     parser.add_argument("--gt", type=Path, metavar="G.tif")
@@ -337,18 +338,27 @@ def _run_evaluate(arguments: argparse.Namespace) -> int:
 
     try:
         pairs = _evaluation_pairs(arguments)
-        results = []
-        for name, pred_path, gt_path in pairs:
+    except GermsegError as error:
+        _error(str(error))
+        return EXIT_BAD_INPUT
+    status = 0
+    results = []
+    for name, pred_path, gt_path in pairs:
+        try:
             prediction, truth = read_labels(pred_path), read_labels(gt_path)
             if prediction.shape != truth.shape:
                 raise InputError(
                     f"{pred_path} has shape {prediction.shape} but {gt_path} has {truth.shape}: "
                     "compare label volumes of the same stack"
                 )
-            results.append((name, evaluate_segmentation(truth, prediction)))
-    except GermsegError as error:
-        _error(str(error))
-        return EXIT_BAD_INPUT
+        except GermsegError as error:
+            # one bad pair of a batch is reported; the others are still evaluated
+            _error(str(error))
+            status = EXIT_BAD_INPUT
+            continue
+        results.append((name, evaluate_segmentation(truth, prediction)))
+    if not results:
+        return status
     arguments.out.mkdir(parents=True, exist_ok=True)
     csv_path = write_evaluation_csv(arguments.out / "evaluation.csv", results)
     plot_path = plot_f1_vs_iou(arguments.out / "f1_vs_iou.png", results)
@@ -362,7 +372,7 @@ def _run_evaluate(arguments: argparse.Namespace) -> int:
                 f"{result['n_gt']} true cells"
             )
     print(f"wrote {csv_path} and {plot_path}", file=sys.stderr)
-    return 0
+    return status
 
 
 def _evaluation_pairs(arguments: argparse.Namespace) -> list[tuple[str, Path, Path]]:
@@ -376,7 +386,23 @@ def _evaluation_pairs(arguments: argparse.Namespace) -> list[tuple[str, Path, Pa
         if not rows or not {"pred", "gt"} <= set(rows[0]):
             raise InputError(f"{arguments.csv} needs a header with columns pred,gt")
         base = arguments.csv.parent
-        return [(Path(r["pred"]).stem, base / r["pred"], base / r["gt"]) for r in rows]
+        pairs = [(r["pred"].strip(), r["gt"].strip()) for r in rows]
+        stems = [Path(pred).stem for pred, _ in pairs]
+        predictions = [pred for pred, _ in pairs]
+        # a row is named by its prediction's file name; where those clash, by the
+        # prediction's path, and where that repeats too, by both paths
+        names = [
+            stem
+            if stems.count(stem) == 1
+            else pred
+            if predictions.count(pred) == 1
+            else f"{pred} vs {gt}"
+            for stem, (pred, gt) in zip(stems, pairs, strict=True)
+        ]
+        return [
+            (name, base / pred, base / gt)
+            for name, (pred, gt) in zip(names, pairs, strict=True)
+        ]
     if arguments.pred is None or arguments.gt is None:
         raise InputError("give --pred P.tif and --gt G.tif, or --csv PAIRS.csv")
     return [(arguments.pred.stem, arguments.pred, arguments.gt)]

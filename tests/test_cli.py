@@ -140,6 +140,33 @@ def test_evaluate_batch_csv(tmp_path, phantom_dir):
     assert len((tmp_path / "evaluation.csv").read_text().splitlines()) > 1
 
 
+def test_evaluate_batch_reports_bad_rows_and_keeps_the_others(tmp_path, phantom_dir, capsys):
+    import csv
+
+    truth = phantom_dir / "labels.tif"
+    for sample in ("a", "b"):
+        (tmp_path / sample).mkdir()
+        tifffile.imwrite(tmp_path / sample / "labels.tif", tifffile.imread(truth))
+    tifffile.imwrite(tmp_path / "small.tif", np.zeros((2, 8, 8), np.uint16))
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        f"pred,gt\na/labels.tif,{truth}\nmissing.tif,{truth}\nsmall.tif,{truth}\n"
+        f"b/labels.tif,{truth}\n"
+    )
+    status = main(["evaluate", "--csv", str(pairs), "--out", str(tmp_path / "report")])
+    assert status == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert [line for line in errors if line.startswith("error:")] == [
+        line for line in errors if "missing.tif" in line or "small.tif" in line
+    ]
+    assert len([line for line in errors if line.startswith("error:")]) == 2
+    with (tmp_path / "report" / "evaluation.csv").open(newline="") as handle:
+        names = {row["name"] for row in csv.DictReader(handle)}
+    # both predictions are called labels.tif: the rows are named by their paths instead
+    assert names == {"a/labels.tif", "b/labels.tif"}
+    assert (tmp_path / "report" / "f1_vs_iou.png").is_file()
+
+
 def test_python_m_segmentation_is_the_same_command():
     completed = subprocess.run(
         [sys.executable, "-m", "segmentation", "--version"], capture_output=True, text=True
