@@ -272,6 +272,14 @@ def test_sources_from_csv(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_training_sources(bad)
 
+    headerless = tmp_path / "headerless.csv"
+    headerless.write_text("img/a.tif,lab/a.tif,train\nimg/b.tif,lab/b.tif,val\n")
+    assert [p.split for p in read_training_sources(headerless)] == ["train", "val"]
+    other_names = tmp_path / "other_names.csv"
+    other_names.write_text("img,seg\nimg/a.tif,lab/a.tif\n")
+    with pytest.raises(InputError, match="header 'img,seg' not recognised; name the columns"):
+        read_training_sources(other_names)
+
 
 def test_sources_from_folders(tmp_path):
     flat = tmp_path / "flat"

@@ -93,6 +93,13 @@ def _read_csv(path: Path) -> list[TrainingPair]:
         split_col = next((header.index(n) for n in _SPLIT_COLUMNS if n in header), None)
         body, first_line = rows[1:], 2
     else:
+        if not any(Path(cell.strip()).suffix.lower() in IMAGE_SUFFIXES for cell in rows[0][:2]):
+            # neither a recognised header nor a row of TIFF paths: a header with other names
+            raise InputError(
+                f"{path}: header {','.join(cell.strip() for cell in rows[0])!r} not "
+                "recognised; name the columns image,mask[,split] (or list TIFF paths "
+                "without a header)"
+            )
         image_col, label_col = 0, 1
         split_col = 2 if len(rows[0]) > 2 else None
         body, first_line = rows, 1
