@@ -117,3 +117,12 @@ def test_write_phantom(tmp_path):
     labels = tifffile.imread(labels_path)
     np.testing.assert_array_equal(image, phantom.image)
     np.testing.assert_array_equal(labels, phantom.labels)
+
+
+@pytest.mark.parametrize("planes", [3, 4])
+def test_write_phantom_of_three_or_four_planes_is_grey_not_rgb(tmp_path, planes):
+    image_path, labels_path = write_phantom(tmp_path, shape=(planes, 32, 32), seed=1)
+    for path in (image_path, labels_path):
+        with tifffile.TiffFile(path) as tif:
+            assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
+            assert len(tif.pages) == (2 * planes if path == image_path else planes)

@@ -160,6 +160,7 @@ def write_phantom(
         metadata={"axes": "CZYX", "spacing": z_um, "unit": "um"},
         resolution=resolution,
         resolutionunit="NONE",
+        photometric="minisblack",
     )
     tifffile.imwrite(
         labels_path,
@@ -167,5 +168,6 @@ def write_phantom(
         metadata={"axes": "ZYX", "spacing": z_um, "unit": "um"},
         resolution=resolution,
         resolutionunit="NONE",
+        photometric="minisblack",
     )
     return image_path, labels_path
