@@ -120,3 +120,19 @@ def test_single_channel_fraction_out_of_range_is_refused(training_csv, tmp_path,
     with pytest.raises(InputError, match="single-channel fraction"):
         train(training_csv, tmp_path, replace(TINY, single_channel_fraction=fraction))
     assert not (tmp_path / LAST_CHECKPOINT).exists()
+
+
+def test_a_stack_smaller_than_the_patch_is_named_by_its_file(training_csv, tmp_path):
+    from segmentation.errors import InputError
+
+    root = training_csv.parent
+    small_image, small_labels = write_phantom(tmp_path / "small", shape=(4, 32, 32), seed=14)
+    data = tmp_path / "data.csv"
+    data.write_text(
+        f"image,mask,split\n{root / 's11' / 'image.tif'},{root / 's11' / 'labels.tif'},train\n"
+        f"{small_image},{small_labels},val\n"
+    )
+    with pytest.raises(InputError, match=r"^image\.tif: stack \(4, 32, 32\) is too small"):
+        train(data, tmp_path / "run", TINY)
+    with pytest.raises(InputError, match="too small"):
+        train(data, tmp_path / "run", replace(TINY, patch=(8, 16, 16)))

@@ -231,7 +231,11 @@ def train(
     logger.info("training on %d stacks, validating on %d", len(train_pairs), len(val_pairs))
     train_stacks = [load_training_stack(pair) for pair in train_pairs]
     val_stacks = [load_training_stack(pair) for pair in val_pairs]
+    # stacks are named by their image files in messages and weight-map cache names
+    train_names = [pair.image_path.name for pair in train_pairs]
+    val_names = [pair.image_path.name for pair in val_pairs]
     if not val_stacks:
+        val_names = [f"{train_names[0]} (last 20% along X)"]
         image, labels, voxel_size = train_stacks[0]
         (train_image, train_labels), (val_image, val_labels) = split_stack_spatially(image, labels)
         train_stacks[0] = (train_image, train_labels, voxel_size)
@@ -296,7 +300,7 @@ def train(
         max_background_fraction=config.max_background_fraction,
         voxel_sizes=[voxel_size for _, _, voxel_size in train_stacks],
         cache_dir=cache_dir,
-        names=[f"train{i}" for i in range(len(train_stacks))],
+        names=train_names,
         seed=config.seed,
         padding=config.padding,
         z_margin=config.z_margin,
@@ -310,7 +314,7 @@ def train(
         target_options=target_options,
         voxel_sizes=[voxel_size for _, _, voxel_size in val_stacks],
         cache_dir=cache_dir,
-        names=[f"val{i}" for i in range(len(val_stacks))],
+        names=val_names,
         seed=config.seed + 1,
         padding=config.padding,
         z_margin=config.z_margin,
