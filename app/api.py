@@ -102,6 +102,10 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
             ),
         ] = DEFAULT_TEST_TIME_FLIP,
         channels: Annotated[str | None, Form(description="Source channels I,J")] = None,
+        voxel_size: Annotated[
+            str | None,
+            Form(description="Voxel size Z,Y,X in µm instead of the file's; empty: the file's"),
+        ] = None,
         gif: Annotated[bool, Form()] = JobRequest.gif,
         device: Annotated[str, Form()] = devices[0],
     ) -> JSONResponse:
@@ -125,6 +129,7 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
                 device=device,
                 devices=devices,
                 channels=channels,
+                voxel_size=voxel_size,
                 gif=gif,
             )
             job = manager.submit(file.file, file.filename, request)

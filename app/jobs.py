@@ -25,10 +25,15 @@ from app.prediction_cache import PredictionCache, file_sha256
 from app.settings import Settings
 from segmentation.errors import GermsegError, InputError
 from segmentation.inference import precision_name
-from segmentation.io import read_stack
+from segmentation.io import read_stack, voxel_size_for_distances
 from segmentation.model import LoadedModel, resolve_device
 from segmentation.parameters import InferenceParameters, SegmentationParameters
-from segmentation.pipeline import predict, segment_from_boundaries, write_outputs
+from segmentation.pipeline import (
+    check_voxel_size_for_volumes,
+    predict,
+    segment_from_boundaries,
+    write_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +85,8 @@ class JobRequest:
     segmentation: SegmentationParameters = SegmentationParameters()
     inference: InferenceParameters = InferenceParameters()
     channels: tuple[int, int] | None = None
+    #: (z, y, x) in µm instead of the file's metadata
+    voxel_size: tuple[float, float, float] | None = None
     gif: bool = True
 
 
@@ -104,6 +111,8 @@ class Job:
     device: str | None = None
     #: What the network computed in: float32, bfloat16 or float16.
     precision: str | None = None
+    #: (z, y, x) in µm from the request or the file; None when unknown
+    voxel_size: tuple[float, float, float] | None = None
     warnings: tuple[str, ...] = ()
     created: float = field(default_factory=time.time)
     finished: float | None = None
@@ -134,6 +143,7 @@ class Job:
             "network_reused": self.network_reused,
             "device": self.device,
             "precision": self.precision,
+            "voxel_size_um": list(self.voxel_size) if self.voxel_size else None,
             "warnings": list(self.warnings),
             "error": self.error,
             "parameters": {
@@ -143,6 +153,7 @@ class Job:
                 "test_time_flip": self.request.inference.test_time_flip,
                 "device": self.request.inference.device,
                 "channels": list(self.request.channels) if self.request.channels else None,
+                "voxel_size": list(self.request.voxel_size) if self.request.voxel_size else None,
                 "gif": self.request.gif,
             },
         }
@@ -226,9 +237,12 @@ class JobManager:
         try:
             self._store_upload(stream, input_path, source_name)
             stack = read_stack(
-                input_path, channels=request.channels, max_voxels=self.settings.max_voxels
+                input_path,
+                channels=request.channels,
+                max_voxels=self.settings.max_voxels,
+                voxel_size=request.voxel_size,
             )
-            _check_voxel_size_for_volumes(stack.voxel_size, request.segmentation, source_name)
+            check_voxel_size_for_volumes(stack.voxel_size, request.segmentation, source_name)
             job = Job(job_id, source_name, directory, input_path, file_sha256(input_path), request)
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
@@ -330,7 +344,8 @@ class JobManager:
         request = job.request
         start = time.perf_counter()
         stack = read_stack(job.input_path, channels=request.channels,
-                           max_voxels=self.settings.max_voxels)
+                           max_voxels=self.settings.max_voxels, voxel_size=request.voxel_size)
+        job.voxel_size = stack.voxel_size
         job.warnings = stack.warnings
         job.timings["read"] = time.perf_counter() - start
         job.progress = _READ_END
@@ -365,7 +380,9 @@ class JobManager:
         job.progress = _NETWORK_END
 
         job.stage = "segmentation"
-        result = segment_from_boundaries(prediction, request.segmentation, stack.voxel_size)
+        result = segment_from_boundaries(
+            prediction, request.segmentation, voxel_size_for_distances(stack.voxel_size)
+        )
         job.timings.update(result.timings)
         job.n_cells = result.n_cells
         job.progress = _SEGMENT_END
@@ -388,28 +405,6 @@ class JobManager:
                 self.sweep()
             except OSError:
                 logger.exception("results sweep failed")
-
-
-def _check_voxel_size_for_volumes(
-    voxel_size: tuple[float, float, float] | None,
-    parameters: SegmentationParameters,
-    source_name: str,
-) -> None:
-    """Refuse µm³ volume limits for a stack whose file records no voxel size."""
-    if voxel_size is not None:
-        return
-    asked = [
-        name
-        for name in ("min_volume_um3", "max_volume_um3")
-        if getattr(parameters, name) is not None
-    ]
-    if asked:
-        verb = "need" if len(asked) > 1 else "needs"
-        raise InputError(
-            f"{' and '.join(asked)} {verb} the voxel size, but {source_name} records none; "
-            "save the stack with its voxel size (e.g. ImageJ Properties) or use "
-            "min_size/max_size in voxels"
-        )
 
 
 def _zip_outputs(path: Path, outputs: dict[str, Path]) -> Path:

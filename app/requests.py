@@ -6,7 +6,7 @@ from typing import get_args
 
 from app.jobs import JobRequest
 from segmentation.errors import InputError
-from segmentation.io import parse_channels
+from segmentation.io import parse_channels, parse_voxel_size
 from segmentation.parameters import (
     DEFAULT_FOREGROUND_SEED_DISTANCE,
     DEFAULT_FRAGMENT_RATIO,
@@ -79,6 +79,7 @@ def build_request(
     device: str,
     devices: tuple[str, ...],
     channels: str | None = None,
+    voxel_size: str | None = None,
     gif: bool = JobRequest.gif,
 ) -> JobRequest:
     """A checked job request; every problem is an :class:`InputError` with a one-line message.
@@ -91,6 +92,8 @@ def build_request(
         Devices this server has.
     channels : str, optional
         Two source channel indices ``"I,J"``; empty or None for the file's own two channels.
+    voxel_size : str, optional
+        ``"Z,Y,X"`` in µm, used instead of the file's metadata; empty or None for the file's.
     max_size : int or None
         Largest cell in voxels; None or 0 for no limit.
     min_volume_um3, max_volume_um3 : float or None
@@ -119,6 +122,9 @@ def build_request(
         raise InputError(f"device {device!r} is not available here: use {' or '.join(devices)}")
     patch_size = parse_patch(patch) if isinstance(patch, str) else tuple(int(p) for p in patch)
     channel_pair = parse_channels(channels) if channels and str(channels).strip() else None
+    given_voxel_size = (
+        parse_voxel_size(voxel_size) if voxel_size and str(voxel_size).strip() else None
+    )
     return JobRequest(
         segmentation=SegmentationParameters(
             threshold=float(threshold),
@@ -140,5 +146,6 @@ def build_request(
             test_time_flip=bool(test_time_flip),
         ),
         channels=channel_pair,
+        voxel_size=given_voxel_size,
         gif=bool(gif),
     )

@@ -89,6 +89,8 @@ def _results(jobs: Sequence[Job]) -> tuple:
     for job in jobs:
         if job.status == "failed":
             gr.Warning(job.error or f"{job.source_name} failed")
+        for warning in job.warnings if job.status == "done" else ():
+            gr.Warning(warning)
     if not finished:
         raise gr.Error(jobs[0].error if len(jobs) == 1 else "all stacks failed; see the messages")
     names = _unique_names(finished)
@@ -150,6 +152,7 @@ def build_ui(
         rim_distance: float = DEFAULT_RIM_DISTANCE,
         foreground_seed_distance: float = DEFAULT_FOREGROUND_SEED_DISTANCE,
         device: str = devices[0],
+        voxel_size: str = "",
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
         if not files:
@@ -172,6 +175,7 @@ def build_ui(
                 test_time_flip=test_time_flip,
                 device=device,
                 devices=devices,
+                voxel_size=voxel_size,
             )
             jobs = []
             for path in files:
@@ -202,6 +206,7 @@ def build_ui(
         fragment_ratio: float = DEFAULT_FRAGMENT_RATIO,
         rim_distance: float = DEFAULT_RIM_DISTANCE,
         foreground_seed_distance: float = DEFAULT_FOREGROUND_SEED_DISTANCE,
+        voxel_size: str = "",
         last_inference: dict | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
@@ -224,6 +229,7 @@ def build_ui(
             rim_distance,
             foreground_seed_distance,
             last_inference["device"],
+            voxel_size,
             progress,
         )
 
@@ -341,6 +347,13 @@ def build_ui(
                         info="Cells with a faint outer border that the background swallowed "
                         "get seeds at least this deep inside them; 0: off",
                     )
+                    voxel_size = gr.Textbox(
+                        "",
+                        label="Voxel size Z,Y,X (µm)",
+                        placeholder="from the file",
+                        info="Instead of the file's; a stack without one is taken to have a Z "
+                        "step of 5 XY pixels",
+                    )
                     device = gr.Radio(list(devices), value=devices[0], label="Device")
                 with gr.Row():
                     segment_button = gr.Button("Segment", variant="primary")
@@ -385,6 +398,9 @@ def build_ui(
             rim_distance,
             foreground_seed_distance,
         ]
+        network_inputs = [
+            files, *tuning, patch, overlap, test_time_flip, *size_limits, device, voxel_size
+        ]
         enable_resegment = {
             "fn": lambda: gr.Button(interactive=True),
             "outputs": resegment_button,
@@ -392,7 +408,7 @@ def build_ui(
         }
         segment_event = segment_button.click(
             segment,
-            inputs=[files, *tuning, patch, overlap, test_time_flip, *size_limits, device],
+            inputs=network_inputs,
             outputs=outputs,
             api_name="segment",
             concurrency_id="segment",
@@ -400,7 +416,7 @@ def build_ui(
         segment_event.success(**enable_resegment)
         resegment_event = resegment_button.click(
             resegment,
-            inputs=[files, *tuning, *size_limits, inference_state],
+            inputs=[files, *tuning, *size_limits, voxel_size, inference_state],
             outputs=outputs,
             api_name="resegment",
             concurrency_id="segment",
@@ -410,7 +426,7 @@ def build_ui(
             load_example, outputs=files, api_visibility="private"
         ).success(
             segment,
-            inputs=[files, *tuning, patch, overlap, test_time_flip, *size_limits, device],
+            inputs=network_inputs,
             outputs=outputs,
             api_visibility="private",
             concurrency_id="segment",

@@ -65,6 +65,15 @@ def _parse_channels(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def _parse_voxel_size(text: str) -> tuple[float, float, float]:
+    from segmentation.io import parse_voxel_size
+
+    try:
+        return parse_voxel_size(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -212,6 +221,14 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         help="input channels to use (cytoplasm, membrane) when C > 2",
     )
     parser.add_argument(
+        "--voxel-size",
+        type=_parse_voxel_size,
+        default=None,
+        metavar="Z,Y,X",
+        help="voxel size in µm, used instead of the file's metadata (default: the file's; "
+        "without one, distances assume a Z step of 5 XY pixels)",
+    )
+    parser.add_argument(
         "--max-voxels",
         type=int,
         default=DEFAULT_MAX_VOXELS,
@@ -276,6 +293,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
                 gif=not arguments.no_gif,
                 progress=progress,
                 stem=stem,
+                voxel_size=arguments.voxel_size,
             )
         except GermsegError as error:
             _error(f"{path}: {error}")
@@ -285,7 +303,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
             for bar in bars:
                 bar.close()
         for warning in result.warnings:
-            print(f"warning: {path}: {warning}", file=sys.stderr)
+            print(f"warning: {warning}", file=sys.stderr)
         timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
         print(
             f"{path}: {result.n_cells} cells ({timings}) -> {arguments.out / stem}_*",

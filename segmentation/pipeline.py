@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segmentation.errors import InputError
 from segmentation.graph import (
     RegionGraph,
     cell_neighbours,
@@ -25,7 +26,7 @@ from segmentation.graph import (
     separate_background,
 )
 from segmentation.inference import predict_probabilities, tissue_mask
-from segmentation.io import Stack, normalize_percentile, read_stack
+from segmentation.io import Stack, normalize_percentile, read_stack, voxel_size_for_distances
 from segmentation.model import LoadedModel
 from segmentation.outputs import (
     cell_table,
@@ -176,6 +177,8 @@ def segment_from_boundaries(
         Threshold, footprint, cutoff, method, size limits.
     voxel_size : tuple of float, optional
         (z, y, x) in µm; makes the distance transform anisotropic and enables µm³ limits.
+        None treats voxels as isotropic; for a stack whose voxel size is unknown pass
+        :func:`segmentation.io.voxel_size_for_distances` of it instead.
 
     Returns
     -------
@@ -307,6 +310,34 @@ class FileResult:
     warnings: tuple[str, ...] = ()
 
 
+def check_voxel_size_for_volumes(
+    voxel_size: tuple[float, float, float] | None,
+    parameters: SegmentationParameters,
+    source_name: str,
+) -> None:
+    """Refuse µm³ volume limits for a stack whose voxel size is unknown.
+
+    Raises
+    ------
+    segmentation.errors.InputError
+        When ``voxel_size`` is None and ``parameters`` has a µm³ limit.
+    """
+    if voxel_size is not None:
+        return
+    asked = [
+        name
+        for name in ("min_volume_um3", "max_volume_um3")
+        if getattr(parameters, name) is not None
+    ]
+    if asked:
+        verb = "need" if len(asked) > 1 else "needs"
+        raise InputError(
+            f"{' and '.join(asked)} {verb} the voxel size, but {source_name} records none; "
+            "give it (voxel size Z,Y,X in µm), save the stack with it (e.g. ImageJ "
+            "Properties) or use min_size/max_size in voxels"
+        )
+
+
 def write_outputs(
     out_dir: str | Path,
     stem: str,
@@ -351,12 +382,15 @@ def segment_file(
     gif: bool = True,
     progress: ProgressCallback | None = None,
     stem: str | None = None,
+    voxel_size: tuple[float, float, float] | None = None,
 ) -> FileResult:
     """Read one TIFF stack, segment it and write the four outputs into ``out_dir``.
 
     The outputs are named ``<stem>_labels.tif`` etc., ``stem`` being the file's name
     without its extension unless given (see :func:`segmentation.outputs.output_stems` for
-    several stacks whose names clash).
+    several stacks whose names clash). ``voxel_size`` ((z, y, x) in µm) replaces the file's;
+    without either, distances assume the usual germline Z step
+    (:func:`segmentation.io.voxel_size_for_distances`) and µm³ size limits are refused.
 
     Raises
     ------
@@ -366,11 +400,16 @@ def segment_file(
     path = Path(path)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    stack = read_stack(path, channels=channels, max_voxels=max_voxels)
+    stack = read_stack(path, channels=channels, max_voxels=max_voxels, voxel_size=voxel_size)
+    check_voxel_size_for_volumes(
+        stack.voxel_size, segmentation_parameters or SegmentationParameters(), path.name
+    )
     timings["read"] = time.perf_counter() - start
     prediction = predict(stack, model, inference_parameters, progress=progress)
     timings["network"] = prediction.seconds
-    result = segment_from_boundaries(prediction, segmentation_parameters, stack.voxel_size)
+    result = segment_from_boundaries(
+        prediction, segmentation_parameters, voxel_size_for_distances(stack.voxel_size)
+    )
     timings.update(result.timings)
     start = time.perf_counter()
     paths = write_outputs(

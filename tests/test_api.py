@@ -187,6 +187,23 @@ def test_volume_limits_in_cubic_micrometres(client, stack_path: Path, tmp_path: 
     assert "min_size" in detail and "\n" not in detail
     assert submit(client, uncalibrated, min_volume_um3="").status_code == 202
 
+    # a voxel size given with the upload makes the µm³ limits usable and is recorded
+    given = wait_for(
+        client,
+        submit(
+            client, uncalibrated, gif="false", min_volume_um3="1e9", voxel_size="0.8,0.2,0.2"
+        ).json()["job_id"],
+    )[0]
+    assert given["status"] == "done" and given["n_cells"] == 0
+    assert given["voxel_size_um"] == [0.8, 0.2, 0.2]
+    assert given["parameters"]["voxel_size"] == [0.8, 0.2, 0.2]
+    assert not any("voxel size" in warning for warning in given["warnings"])
+    unknown = wait_for(
+        client, submit(client, uncalibrated, gif="false").json()["job_id"]
+    )[0]
+    assert unknown["voxel_size_um"] is None
+    assert any("records no voxel size" in warning for warning in unknown["warnings"])
+
 
 def _reader_message(path: Path) -> str:
     with pytest.raises(InputError) as error:
@@ -245,6 +262,7 @@ def test_too_large_upload_and_too_many_voxels_are_refused(tmp_path: Path) -> Non
         ({"method": "magic"}, "unknown method 'magic'"),
         ({"patch": "16,64"}, "invalid patch"),
         ({"channels": "0"}, "invalid channels"),
+        ({"voxel_size": "0.8,0.2"}, "voxel size must be three positive numbers Z,Y,X in µm"),
         ({"device": "tpu"}, "device 'tpu' is not available"),
         ({"min_size": "100", "max_size": "50"}, "max_size (50) must be larger"),
         ({"min_volume_um3": "-5"}, "min_volume_um3 must be a positive volume"),

@@ -108,6 +108,39 @@ def test_the_same_input_twice_is_refused_before_any_work(tmp_path, tiny_weights,
     assert not (tmp_path / "out").exists()
 
 
+def test_voxel_size_of_an_uncalibrated_stack(tmp_path, phantom_dir, capsys):
+    """Without a voxel size distances assume a Z step of 5 pixels; --voxel-size replaces it."""
+    uncalibrated = tmp_path / "uncalibrated.tif"
+    tifffile.imwrite(uncalibrated, tifffile.imread(phantom_dir / "image.tif"))
+    # the bundled model, so that there are cells whose watershed depends on the Z step
+    common = ["segment", str(uncalibrated), "--patch", "16,96,96", "--no-gif"]
+
+    assert main([*common, "--out", str(tmp_path / "unknown")]) == 0
+    assert "records no voxel size" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "given"), "--voxel-size", "1,0.2,0.2"]) == 0
+    assert "voxel size" not in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "flat"), "--voxel-size", "1,1,1"]) == 0
+
+    def labels(name):
+        return tifffile.imread(tmp_path / name / "uncalibrated_labels.tif")
+
+    np.testing.assert_array_equal(labels("unknown"), labels("given"))  # the same 5:1 ratio
+    assert not np.array_equal(labels("unknown"), labels("flat"))
+    with tifffile.TiffFile(tmp_path / "given" / "uncalibrated_labels.tif") as tif:
+        assert tif.imagej_metadata["spacing"] == pytest.approx(1.0)
+    rows = (tmp_path / "given" / "uncalibrated_cells.csv").read_text().splitlines()
+    assert rows[1].split(",")[2] != ""  # volume in µm³
+    rows = (tmp_path / "unknown" / "uncalibrated_cells.csv").read_text().splitlines()
+    assert rows[1].split(",")[2] == ""
+
+    assert main([*common, "--out", str(tmp_path / "bad"), "--min-volume", "10"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error:") and "min_volume_um3 needs the voxel size" in error
+    with pytest.raises(SystemExit):
+        main([*common, "--out", str(tmp_path / "bad"), "--voxel-size", "1,0.2"])
+    assert "three positive numbers Z,Y,X" in capsys.readouterr().err
+
+
 def test_missing_weights_fail_clearly(tmp_path, phantom_dir, capsys):
     status = main(
         ["segment", str(phantom_dir / "image.tif"), "--out", str(tmp_path),

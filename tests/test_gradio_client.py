@@ -102,3 +102,23 @@ def test_reader_errors_reach_the_client_unchanged(server_url: str, tmp_path: Pat
     with pytest.raises(gradio_client.exceptions.AppError) as error:
         client.predict(files=[gradio_client.handle_file(str(flat))], api_name="/segment")
     assert str(expected.value) in str(error.value)
+
+
+def test_voxel_size_for_an_uncalibrated_stack(
+    server_url: str, stacks: list[Path], tmp_path: Path
+) -> None:
+    uncalibrated = tmp_path / "uncalibrated.tif"
+    tifffile.imwrite(uncalibrated, tifffile.imread(stacks[0]))
+    client = gradio_client.Client(server_url, verbose=False)
+    files = [gradio_client.handle_file(str(uncalibrated))]
+    with pytest.raises(gradio_client.exceptions.AppError) as error:
+        client.predict(files=files, voxel_size="0.8,0.2", api_name="/segment")
+    assert "voxel size must be three positive numbers Z,Y,X in µm" in str(error.value)
+    with pytest.raises(gradio_client.exceptions.AppError) as error:
+        client.predict(files=files, **FAST, min_volume_um3=1e9, api_name="/segment")
+    assert "min_volume_um3 needs the voxel size" in str(error.value)
+    # with a voxel size given, the µm³ limit applies
+    _, _, _, summary = client.predict(
+        files=files, **FAST, min_volume_um3=1e9, voxel_size="0.8,0.2,0.2", api_name="/segment"
+    )
+    assert [row[1] for row in summary["data"]] == [0]

@@ -9,7 +9,15 @@ import pytest
 import tifffile
 
 from segmentation.errors import InputError
-from segmentation.io import normalize_percentile, parse_channels, read_stack, read_voxel_size
+from segmentation.io import (
+    ASSUMED_Z_STEP_IN_PIXELS,
+    normalize_percentile,
+    parse_channels,
+    parse_voxel_size,
+    read_stack,
+    read_voxel_size,
+    voxel_size_for_distances,
+)
 
 SHAPE = (5, 16, 20)  # Z, Y, X
 
@@ -32,7 +40,7 @@ def test_czyx_with_axes_metadata(tmp_path):
     assert stack.source_axes == "CZYX"
     assert stack.source_dtype == "uint16"
     assert stack.voxel_size is None
-    assert stack.warnings == ()
+    assert len(stack.warnings) == 1 and "records no voxel size" in stack.warnings[0]
 
 
 def test_plain_4d_without_axes_is_czyx(tmp_path):
@@ -123,8 +131,8 @@ def test_single_channel_is_duplicated_with_warning(tmp_path, caplog):
     data = make_channels(1)[0]
     path = tmp_path / "zyx.tif"
     tifffile.imwrite(path, data)
-    with caplog.at_level(logging.WARNING):
-        stack = read_stack(path)
+    with caplog.at_level(logging.INFO):
+        stack = read_stack(path, voxel_size=(0.8, 0.2, 0.2))
     np.testing.assert_array_equal(stack.image[0], data)
     np.testing.assert_array_equal(stack.image[1], data)
     assert stack.source_axes == "ZYX"
@@ -330,3 +338,29 @@ def test_voxel_size_from_tifffile_shaped_metadata(tmp_path):
     z, y, x = stack.voxel_size
     assert stack.source_axes == "CZYX"
     assert z > y > 0 and y == pytest.approx(x)
+
+
+def test_voxel_size_given_replaces_the_files_and_is_checked(tmp_path):
+    path = tmp_path / "calibrated.tif"
+    tifffile.imwrite(
+        path, make_channels().transpose(1, 0, 2, 3), imagej=True,
+        metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um"}, resolution=(10.0, 10.0),
+    )
+    assert read_stack(path).voxel_size == pytest.approx((2.0, 0.1, 0.1))
+    assert read_stack(path).warnings == ()
+    given = read_stack(path, voxel_size=(0.5, 0.25, 0.25))
+    assert given.voxel_size == (0.5, 0.25, 0.25) and given.warnings == ()
+    with pytest.raises(InputError, match="three positive numbers Z,Y,X in µm"):
+        read_stack(path, voxel_size=(0.5, 0.0, 0.25))
+
+
+@pytest.mark.parametrize("text", ["0.8,0.2", "a,b,c", "0.8,-0.2,0.2", "inf,1,1", ""])
+def test_parse_voxel_size_refuses_anything_but_three_positive_numbers(text):
+    with pytest.raises(InputError, match="voxel size must be three positive numbers"):
+        parse_voxel_size(text)
+
+
+def test_parse_voxel_size_and_the_distances_assumed_without_one():
+    assert parse_voxel_size(" 0.8, 0.2,0.2 ") == (0.8, 0.2, 0.2)
+    assert voxel_size_for_distances((0.8, 0.2, 0.2)) == (0.8, 0.2, 0.2)
+    assert voxel_size_for_distances(None) == (ASSUMED_Z_STEP_IN_PIXELS, 1.0, 1.0)

@@ -5,13 +5,21 @@ from __future__ import annotations
 from segmentation.io.labels import read_labels
 from segmentation.io.normalization import normalize_percentile
 from segmentation.io.reader import Stack, parse_channels, read_stack
-from segmentation.io.voxel_size import read_voxel_size
+from segmentation.io.voxel_size import (
+    ASSUMED_Z_STEP_IN_PIXELS,
+    parse_voxel_size,
+    read_voxel_size,
+    voxel_size_for_distances,
+)
 
 __all__ = [
+    "ASSUMED_Z_STEP_IN_PIXELS",
     "Stack",
     "normalize_percentile",
     "parse_channels",
+    "parse_voxel_size",
     "read_labels",
     "read_stack",
     "read_voxel_size",
+    "voxel_size_for_distances",
 ]

@@ -13,14 +13,18 @@ a time straight into the float32 result, so the peak memory is close to the resu
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
 from segmentation.errors import InputError
-from segmentation.io.voxel_size import voxel_size_from_tiff
+from segmentation.io.voxel_size import (
+    ASSUMED_Z_STEP_IN_PIXELS,
+    parse_voxel_size,
+    voxel_size_from_tiff,
+)
 from segmentation.parameters import DEFAULT_MAX_VOXELS
 
 logger = logging.getLogger(__name__)
@@ -172,7 +176,8 @@ def _select_channels(
             f"{name} has a single channel; it is used for both model inputs, which works for "
             "a membrane marker but not for a cytoplasm marker alone"
         )
-        logger.warning(message)
+        # returned in Stack.warnings, which the CLI, the REST API and the web app show
+        logger.info(message)
         return (0, 0), (message,)
     raise InputError(
         f"{name} has {n_channels} channels; pass --channels I,J to choose the two to use"
@@ -276,6 +281,7 @@ def read_stack(
     *,
     channels: tuple[int, int] | None = None,
     max_voxels: int = DEFAULT_MAX_VOXELS,
+    voxel_size: tuple[float, float, float] | None = None,
 ) -> Stack:
     """Read a 3D stack with one or two channels (or pick two) from a TIFF file.
 
@@ -289,12 +295,16 @@ def read_stack(
         than two channels; with two channels it may reorder them.
     max_voxels : int
         Largest accepted Z * Y * X.
+    voxel_size : (float, float, float), optional
+        (z, y, x) in µm, used instead of the file's metadata. When neither gives one, the
+        stack's ``voxel_size`` is None and a warning says which Z step distances assume
+        (:func:`~segmentation.io.voxel_size.voxel_size_for_distances`).
 
     Returns
     -------
     Stack
         The (2, Z, Y, X) float32 image, raw intensities, and what was found in the file.
-        A single-channel stack is duplicated (and a warning logged and recorded).
+        A single-channel stack is duplicated, with a note in ``warnings``.
 
     Raises
     ------
@@ -308,7 +318,7 @@ def read_stack(
     name = path.name
     try:
         with tifffile.TiffFile(path) as tif:
-            return _read_open_tiff(name, tif, channels, max_voxels)
+            stack = _read_open_tiff(name, tif, channels, max_voxels)
     except InputError:
         raise
     except MemoryError as error:
@@ -320,6 +330,17 @@ def read_stack(
             f"{name} is not a readable TIFF file or is truncated ({detail}); "
             "check the file or export it again"
         ) from error
+    if voxel_size is not None:
+        return replace(stack, voxel_size=parse_voxel_size(",".join(map(str, voxel_size))))
+    if stack.voxel_size is None:
+        message = (
+            f"{name} records no voxel size: distances assume a Z step of "
+            f"{ASSUMED_Z_STEP_IN_PIXELS:g} XY pixels and volumes stay in voxels; give the voxel "
+            "size (Z,Y,X in µm) if it differs"
+        )
+        logger.info(message)
+        return replace(stack, warnings=(*stack.warnings, message))
+    return stack
 
 
 def _read_open_tiff(

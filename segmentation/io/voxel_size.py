@@ -8,6 +8,8 @@ from pathlib import Path
 
 import tifffile
 
+from segmentation.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 #: Micrometres per unit, for the unit names found in ImageJ and OME metadata.
@@ -120,3 +122,40 @@ def read_voxel_size(path: str | Path) -> VoxelSize | None:
     """Voxel size (z, y, x) in µm of a TIFF file (ImageJ or OME metadata), or None."""
     with tifffile.TiffFile(path) as tif:
         return voxel_size_from_tiff(tif)
+
+
+#: Z step, in XY pixels, assumed for a stack whose file records no voxel size. Germline
+#: stacks are imaged with a Z step about 4-8 times the XY pixel size; treating such a
+#: stack as isotropic costs most of its cells (F1 0.89 -> 0.36 on a tuning phantom).
+ASSUMED_Z_STEP_IN_PIXELS = 5.0
+
+
+def parse_voxel_size(text: str) -> VoxelSize:
+    """Parse ``"Z,Y,X"`` (micrometres) such as ``"0.8,0.2,0.2"`` into a voxel size.
+
+    Raises
+    ------
+    InputError
+        Unless the text is three positive, finite numbers separated by commas.
+    """
+    try:
+        values = tuple(float(part) for part in str(text).replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0 < value < float("inf") for value in values):
+        raise InputError(
+            f"voxel size must be three positive numbers Z,Y,X in µm (e.g. 0.8,0.2,0.2), "
+            f"got {text!r}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def voxel_size_for_distances(voxel_size: VoxelSize | None) -> VoxelSize:
+    """The voxel size that scales distances: ``voxel_size``, or the assumed germline one.
+
+    Without a voxel size the Z step is taken as :data:`ASSUMED_Z_STEP_IN_PIXELS` XY pixels
+    (``(5.0, 1.0, 1.0)``, in pixels rather than µm: only the ratio matters for distances).
+    """
+    if voxel_size is not None:
+        return voxel_size
+    return (ASSUMED_Z_STEP_IN_PIXELS, 1.0, 1.0)
