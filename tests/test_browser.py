@@ -148,3 +148,37 @@ def test_try_an_example(server, page) -> None:
     expect(example_row).to_be_visible(timeout=RESULT_TIMEOUT_MS)
     expect(page.locator("#germseg-preview img")).to_be_visible()
     page.screenshot(path=str(SCREENSHOT.with_name("ui_example.png")), full_page=True)
+
+
+def test_uncalibrated_stack_warns_and_takes_a_voxel_size(server, page, stack: Path,
+                                                          tmp_path: Path) -> None:
+    import tifffile
+
+    expect = playwright_sync.expect
+    url, manager = server
+    uncalibrated = tmp_path / "uncalibrated.tif"
+    tifffile.imwrite(uncalibrated, tifffile.imread(stack))
+    page.goto(url)
+    segment_button = page.get_by_role("button", name="Segment", exact=True)
+    expect(segment_button).to_be_visible(timeout=30_000)
+    page.locator("input[type=file]").first.set_input_files([str(uncalibrated)])
+    expect(page.get_by_text("uncalibrated.tif").first).to_be_visible(timeout=30_000)
+    page.get_by_text("Advanced").click()
+    fill_text(page, page.get_by_label("Network window Z,Y,X"), "16,64,64")
+    segment_button.click()
+    expect(page.get_by_text("records no voxel size").first).to_be_visible(
+        timeout=RESULT_TIMEOUT_MS
+    )
+    assert manager.jobs()[-1].request.voxel_size is None
+
+    fill_text(page, page.get_by_label("Voxel size Z,Y,X (µm)"), "1,0.2,0.2")
+    resegment_button = page.get_by_role("button", name="Re-segment")
+    expect(resegment_button).to_be_enabled(timeout=10_000)
+    resegment_button.click()
+    summary = page.locator("#germseg-summary")
+    expect(summary.get_by_role("gridcell", name="yes", exact=True)).to_be_visible(
+        timeout=RESULT_TIMEOUT_MS
+    )
+    job = manager.jobs()[-1]
+    assert job.request.voxel_size == (1.0, 0.2, 0.2) and job.network_reused is True
+    assert job.voxel_size == (1.0, 0.2, 0.2) and job.warnings == ()
