@@ -86,6 +86,12 @@ def test_footprint_is_narrower_along_coarse_z():
     assert _footprint_shape(9, (4.0, 1.0, 1.0)) == (3, 9, 9)
     assert _footprint_shape(9, (20.0, 1.0, 1.0)) == (1, 9, 9)
     assert _footprint_shape(8, (1.0, 1.0)) == (9, 9)
+    # the nearest odd number of planes, not one rounded up: 17 px at a Z step of 4.5 px
+    # is 3.8 planes -> 3 (it was 5); 4 planes -> 5; at least 3 once a plane is reached
+    assert _footprint_shape(17, (4.46, 1.0, 1.0)) == (3, 17, 17)
+    assert _footprint_shape(17, (4.25, 1.0, 1.0)) == (5, 17, 17)
+    assert _footprint_shape(17, (12.0, 1.0, 1.0)) == (3, 17, 17)
+    assert _footprint_shape(17, (6.74, 1.0, 1.0)) == (3, 17, 17)
 
 
 def test_rejects_bad_input():

@@ -7,6 +7,7 @@ project), built directly on bioimage-cpp, with anisotropy and a seed footprint a
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import bioimage_cpp.distance
@@ -85,11 +86,24 @@ def _smooth(volume: np.ndarray, sigma: float, spacing: tuple[float, ...]) -> np.
 
 
 def _footprint_shape(footprint: int, spacing: tuple[float, ...]) -> tuple[int, ...]:
-    """Odd window width per axis: ``footprint`` pixels in X, fewer along coarser axes."""
+    """Odd window width per axis: ``footprint`` pixels in X, fewer along coarser axes.
+
+    An axis with X's step gets ``footprint`` (made odd by adding one). A coarser axis gets
+    the odd width nearest to ``footprint / step``, and at least 3 when the footprint
+    reaches the next plane (``footprint >= step``), so that a seed is a maximum over its
+    neighbouring planes too; a footprint shorter than one step gives 1. (Rounding
+    ``footprint / step`` first and then adding one, as before, made the window up to two
+    planes deeper than the footprint: 3.8 planes became 5.)
+    """
+    x_width = footprint if footprint % 2 else footprint + 1
     widths = []
     for step in spacing:
-        width = max(1, int(round(footprint / step)))
-        widths.append(width if width % 2 else width + 1)
+        if step <= spacing[-1]:
+            widths.append(x_width)
+            continue
+        planes = footprint / step
+        nearest_odd = 2 * int(math.floor((planes - 1) / 2 + 0.5)) + 1
+        widths.append(max(nearest_odd, 3 if planes >= 1 else 1))
     return tuple(widths)
 
 
