@@ -193,6 +193,14 @@ def test_rejects_2d_image(tmp_path):
         read_stack(path)
 
 
+def test_rejects_2d_rgb_image_instead_of_reading_its_colours_as_planes(tmp_path):
+    path = tmp_path / "photo.tif"
+    rgb = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    tifffile.imwrite(path, rgb, photometric="rgb")
+    with pytest.raises(InputError, match="photo.tif is a 2-D image"):
+        read_stack(path)
+
+
 def test_rejects_time_series(tmp_path):
     path = tmp_path / "t.tif"
     data = np.stack([make_channels()[0], make_channels(seed=1)[0]])

@@ -139,7 +139,8 @@ def _roles_from_shape(name: str, axes: str, shape: tuple[int, ...]) -> list[str 
     roles[axes.index("X")] = "X"
     others = [i for i, size in enumerate(shape) if roles[i] is None and size > 1]
     if len(others) == 1:
-        roles[others[0]] = "Z"
+        # the samples of an RGB image are its channels, never planes
+        roles[others[0]] = "C" if axes[others[0]] == "S" else "Z"
     elif len(others) == 2:
         if axes.endswith("YXS"):
             channel_axis, z_axis = others[1], others[0]
