@@ -398,7 +398,7 @@ def build_ui(
             rim_distance,
             foreground_seed_distance,
         ]
-        network_inputs = [
+        segment_inputs = [
             files, *tuning, patch, overlap, test_time_flip, *size_limits, device, voxel_size
         ]
         enable_resegment = {
@@ -408,7 +408,7 @@ def build_ui(
         }
         segment_event = segment_button.click(
             segment,
-            inputs=network_inputs,
+            inputs=segment_inputs,
             outputs=outputs,
             api_name="segment",
             concurrency_id="segment",
@@ -426,7 +426,7 @@ def build_ui(
             load_example, outputs=files, api_visibility="private"
         ).success(
             segment,
-            inputs=network_inputs,
+            inputs=segment_inputs,
             outputs=outputs,
             api_visibility="private",
             concurrency_id="segment",

@@ -22,7 +22,7 @@ import tifffile
 from segmentation.errors import InputError
 from segmentation.io.voxel_size import (
     ASSUMED_Z_STEP_IN_PIXELS,
-    parse_voxel_size,
+    checked_voxel_size,
     voxel_size_from_tiff,
 )
 from segmentation.parameters import DEFAULT_MAX_VOXELS
@@ -332,7 +332,7 @@ def read_stack(
             "check the file or export it again"
         ) from error
     if voxel_size is not None:
-        return replace(stack, voxel_size=parse_voxel_size(",".join(map(str, voxel_size))))
+        return replace(stack, voxel_size=checked_voxel_size(voxel_size))
     if stack.voxel_size is None:
         message = (
             f"{name} records no voxel size: distances assume a Z step of "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
 from pathlib import Path
 
 import tifffile
@@ -142,12 +143,27 @@ def parse_voxel_size(text: str) -> VoxelSize:
         values = tuple(float(part) for part in str(text).replace(" ", "").split(","))
     except ValueError:
         values = ()
-    if len(values) != 3 or not all(0 < value < float("inf") for value in values):
+    return checked_voxel_size(values, shown=repr(text))
+
+
+def checked_voxel_size(values: Sequence[float], shown: str | None = None) -> VoxelSize:
+    """``values`` as a voxel size, if they are three positive, finite numbers.
+
+    Raises
+    ------
+    InputError
+        Otherwise; the message shows ``shown`` (default: the values) as what was given.
+    """
+    try:
+        floats = tuple(float(value) for value in values)
+    except (TypeError, ValueError):
+        floats = ()
+    if len(floats) != 3 or not all(0 < value < float("inf") for value in floats):
         raise InputError(
-            f"voxel size must be three positive numbers Z,Y,X in µm (e.g. 0.8,0.2,0.2), "
-            f"got {text!r}"
+            "voxel size must be three positive numbers Z,Y,X in µm (e.g. 0.8,0.2,0.2), "
+            f"got {shown if shown is not None else tuple(values)}"
         )
-    return values  # type: ignore[return-value]
+    return floats  # type: ignore[return-value]
 
 
 def voxel_size_for_distances(voxel_size: VoxelSize | None) -> VoxelSize:
