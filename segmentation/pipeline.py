@@ -412,8 +412,6 @@ def segment_file(
     )
     timings.update(result.timings)
     start = time.perf_counter()
-    paths = write_outputs(
-        out_dir, stem or path.stem, stack, prediction, result, gif=gif
-    )
+    paths = write_outputs(out_dir, stem or path.stem, stack, prediction, result, gif=gif)
     timings["outputs"] = time.perf_counter() - start
     return FileResult(path, paths, result.n_cells, timings, prediction.device, stack.warnings)

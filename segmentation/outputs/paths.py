@@ -59,9 +59,10 @@ def output_stems(inputs: Sequence[str | Path]) -> list[str]:
                 f"{path} is given twice (as {seen[absolute]} too): list each stack once"
             )
         seen[absolute] = path
-    stems = [path.stem for path in paths]
-    for stem in set(stems):
-        clashing = [index for index, other in enumerate(stems) if other == stem]
+    names = [path.stem for path in paths]
+    stems = list(names)
+    for name in sorted(set(names)):
+        clashing = [index for index, other in enumerate(names) if other == name]
         if len(clashing) < 2:
             continue
         common = Path(os.path.commonpath([resolved[index].parent for index in clashing]))
