@@ -342,6 +342,14 @@ def _add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gt", type=Path, metavar="G.tif")
     parser.add_argument("--csv", type=Path, metavar="PAIRS.csv")
     parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR")
+    parser.add_argument(
+        "--min-gt-size",
+        type=int,
+        default=0,
+        metavar="VOXELS",
+        help="leave out ground-truth cells under this many voxels (fragments at a crop's "
+        "border) and the predicted cells lying mostly on them (default 0: keep all)",
+    )
     parser.add_argument("--json", action="store_true", help="print the full results as JSON")
     parser.set_defaults(handler=_run_evaluate)
 
@@ -355,6 +363,10 @@ def _run_evaluate(arguments: argparse.Namespace) -> int:
     from segmentation.io import read_labels
 
     try:
+        if arguments.min_gt_size < 0:
+            raise InputError(
+                f"--min-gt-size {arguments.min_gt_size} is negative: give 0 or more voxels"
+            )
         pairs = _evaluation_pairs(arguments)
     except GermsegError as error:
         _error(str(error))
@@ -374,7 +386,9 @@ def _run_evaluate(arguments: argparse.Namespace) -> int:
             _error(str(error))
             status = EXIT_BAD_INPUT
             continue
-        results.append((name, evaluate_segmentation(truth, prediction)))
+        results.append(
+            (name, evaluate_segmentation(truth, prediction, min_gt_size=arguments.min_gt_size))
+        )
     if not results:
         return status
     arguments.out.mkdir(parents=True, exist_ok=True)
@@ -388,6 +402,12 @@ def _run_evaluate(arguments: argparse.Namespace) -> int:
                 f"{name}: F1@0.5 {result['f1_iou50']:.3f}, adapted Rand error "
                 f"{result['adapted_rand_error']:.3f}, {result['n_pred']} predicted / "
                 f"{result['n_gt']} true cells"
+                + (
+                    f" (left out: {result['ignored_gt']} true cells under "
+                    f"{result['min_gt_size']} voxels, {result['ignored_pred']} predicted on them)"
+                    if result["min_gt_size"] > 1
+                    else ""
+                )
             )
     print(f"wrote {csv_path} and {plot_path}", file=sys.stderr)
     return status

@@ -166,6 +166,18 @@ def test_evaluate_perfect_prediction(tmp_path, phantom_dir, capsys):
     assert (tmp_path / "evaluation.csv").is_file() and (tmp_path / "f1_vs_iou.png").is_file()
 
 
+def test_evaluate_leaves_out_small_ground_truth_cells(tmp_path, phantom_dir, capsys):
+    truth = phantom_dir / "labels.tif"
+    assert main(["evaluate", "--pred", str(truth), "--gt", str(truth), "--json",
+                 "--min-gt-size", "100000000", "--out", str(tmp_path)]) == 0
+    result = next(iter(json.loads(capsys.readouterr().out).values()))
+    assert result["n_gt"] == 0 and result["ignored_gt"] > 0
+    assert result["ignored_pred"] == result["ignored_gt"]
+    assert main(["evaluate", "--pred", str(truth), "--gt", str(truth),
+                 "--min-gt-size", "-5", "--out", str(tmp_path)]) == 2
+    assert "--min-gt-size -5 is negative" in capsys.readouterr().err
+
+
 def test_evaluate_batch_csv(tmp_path, phantom_dir):
     pairs = tmp_path / "pairs.csv"
     pairs.write_text(f"pred,gt\n{phantom_dir / 'labels.tif'},{phantom_dir / 'labels.tif'}\n")

@@ -343,3 +343,28 @@ def test_csv_and_png_reports(tmp_path) -> None:
     assert np.unique(colours, axis=0).shape[0] > 10
     with pytest.raises(InputError, match="No evaluation results"):
         write_evaluation_csv(tmp_path / "none.csv", [])
+
+
+def test_small_ground_truth_cells_and_predictions_on_them_can_be_left_out() -> None:
+    gt = np.zeros((4, 20, 20), np.int32)
+    gt[:, 0:10, 0:10] = 1  # 400 voxels
+    gt[:, 10:20, 0:10] = 2  # 400 voxels
+    gt[:, 0:2, 18:20] = 3  # a 16-voxel fragment at the border
+    pred = np.zeros_like(gt)
+    pred[:, 0:10, 0:10] = 5
+    pred[:, 12:20, 0:10] = 6  # IoU 0.8 with cell 2
+    pred[:, 0:2, 17:20] = 7  # lies mostly on the fragment
+    everything = evaluate_segmentation(gt, pred)
+    assert everything["n_gt"] == 3 and everything["n_pred"] == 3
+    assert everything["ignored_gt"] == 0
+    result = evaluate_segmentation(gt, pred, min_gt_size=100)
+    assert result["n_gt"] == 2 and result["n_pred"] == 2
+    assert result["ignored_gt"] == 1 and result["ignored_pred"] == 1
+    assert result["f1_iou50"] == 1.0
+    # a prediction only partly on the fragment stays, and counts as a false positive
+    pred[:, 0:2, 12:20] = 7
+    kept = evaluate_segmentation(gt, pred, min_gt_size=100)
+    assert kept["ignored_pred"] == 0 and kept["n_pred"] == 3
+    assert kept["f1_iou50"] == pytest.approx(2 * 2 / (2 + 3))
+    with pytest.raises(InputError, match="whole number"):
+        evaluate_segmentation(gt, pred, min_gt_size=-1)

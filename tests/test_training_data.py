@@ -191,7 +191,7 @@ def test_flips_and_rotations_are_exact_on_non_square_patches():
 def test_augmentation_is_deterministic_and_keeps_shapes_and_binary_targets():
     targets, weights = _patch()
     image = np.random.default_rng(1).random((2, *targets.shape[1:]), dtype=np.float32)
-    config = AugmentationConfig(p_elastic=1.0, p_blur=1.0, p_poisson=1.0, p_dim_membrane=1.0)
+    config = AugmentationConfig(p_elastic=1.0, p_blur=1.0, p_photons=1.0, p_dim_membrane=1.0)
     first = augment(image, targets, weights, np.random.default_rng(7), config)
     second = augment(image, targets, weights, np.random.default_rng(7), config)
     third = augment(image, targets, weights, np.random.default_rng(8), config)
@@ -539,3 +539,83 @@ def test_symmetric_anisotropic_boundaries_mark_both_planes_with_one_half():
     lower = labels_to_boundaries(cap, mode="anisotropic")
     symmetric = labels_to_boundaries(cap, mode="anisotropic-symmetric")
     assert lower[0, 3, 3] == 1 and symmetric[0, 3, 3] == 0.5
+
+
+def _shot_noise_patch(seed: int = 0, photons: float = 20.0) -> np.ndarray:
+    """Two channels of flat cells imaged with ``photons`` per unit intensity (white noise)."""
+    rng = np.random.default_rng(seed)
+    signal = np.full((2, 8, 64, 64), 0.5, dtype=np.float32)
+    signal[:, :, :, 32:] = 1.0
+    return (rng.poisson(signal * photons) / photons).astype(np.float32)
+
+
+def _noise_variance(channel: np.ndarray, columns: slice) -> float:
+    steps = np.diff(channel[:, :, columns], axis=2)
+    return 0.5 * float(np.mean(steps**2))
+
+
+def test_fewer_photons_raise_the_noise_variance_by_their_inverse():
+    image = _shot_noise_patch()
+    config = replace(
+        AugmentationConfig.none(), p_photons=1.0, photon_fraction_range=(0.5, 0.5)
+    )
+    noisier, _, _ = augment(image, image[:1], image[:1], np.random.default_rng(0), config)
+    for c in range(2):
+        for columns in (slice(2, 30), slice(34, 62)):
+            ratio = _noise_variance(noisier[c], columns) / _noise_variance(image[c], columns)
+            assert ratio == pytest.approx(2.0, rel=0.15)
+    # the signal itself is unchanged on average
+    np.testing.assert_allclose(noisier.mean(axis=(1, 2, 3)), image.mean(axis=(1, 2, 3)), rtol=0.02)
+
+
+def test_blur_blurs_the_signal_but_keeps_the_noise_white_and_as_strong():
+    image = _shot_noise_patch(photons=40.0)
+    config = replace(
+        AugmentationConfig.none(),
+        p_blur=1.0,
+        blur_sigma_xy_range=(2.0, 2.0),
+        blur_sigma_z_range=(1.0, 1.0),
+    )
+    blurred, _, _ = augment(image, image[:1], image[:1], np.random.default_rng(0), config)
+    # the step between the two cells is smeared over several pixels
+    profile = blurred[0].mean(axis=(0, 1))
+    assert 0.6 < profile[31] < 0.9 and 0.6 < profile[32] < 0.9
+    inner = slice(40, 62)
+    before, after = _noise_variance(image[0], inner), _noise_variance(blurred[0], inner)
+    assert after == pytest.approx(before, rel=0.2)
+    # still white: neighbouring noise values are nearly uncorrelated
+    noise = blurred[0][:, :, inner] - blurred[0][:, :, inner].mean()
+    correlation = np.corrcoef(noise[:, :, 1:].ravel(), noise[:, :, :-1].ravel())[0, 1]
+    assert abs(correlation) < 0.15
+
+
+def test_noise_never_goes_below_the_cameras_clip():
+    image = _shot_noise_patch(photons=5.0)
+    image[:, :, :8] = 0.0  # clipped at the camera's zero
+    config = replace(AugmentationConfig.none(), p_photons=1.0, p_gauss_noise=1.0)
+    for seed in range(3):
+        augmented, _, _ = augment(image, image[:1], image[:1], np.random.default_rng(seed), config)
+        assert augmented.min() == 0.0
+        assert np.mean(augmented == 0.0) >= 0.05  # many clipped voxels stay clipped
+
+
+def test_patch_dataset_can_yield_labels_transformed_with_the_targets():
+    labels = np.zeros((8, 48, 48), np.int32)
+    labels[:, 4:24, 4:24] = 3
+    labels[:, 24:44, 4:44] = 7
+    image = np.random.default_rng(0).random((2, *labels.shape), dtype=np.float32)
+    dataset = PatchDataset(
+        [(image, labels)],
+        (8, 32, 32),
+        samples_per_epoch=6,
+        augmentation=AugmentationConfig(p_elastic=1.0),
+        keep_labels=True,
+    )
+    for index in range(len(dataset)):
+        item = dataset[index]
+        patch_labels = item["labels"].numpy()
+        assert patch_labels.dtype == np.int64 and patch_labels.shape == (8, 32, 32)
+        assert set(np.unique(patch_labels)) <= {0, 3, 7}
+        # the foreground target was transformed exactly as the labels were
+        np.testing.assert_array_equal(item["target"][1].numpy() > 0.5, patch_labels > 0)
+    assert "labels" not in PatchDataset([(image, labels)], (8, 32, 32), samples_per_epoch=1)[0]

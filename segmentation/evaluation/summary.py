@@ -106,6 +106,43 @@ def _f1_by_size(
     return rows
 
 
+def ignore_small_cells(
+    gt: np.ndarray, pred: np.ndarray, min_gt_size: int
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Leave ground-truth cells under ``min_gt_size`` voxels out of an evaluation.
+
+    Such cells (fragments of cells cut by a crop's border, typically) are set to background
+    in ``gt``, and so is every predicted cell that lies mostly (over half its voxels) on
+    them, so that it counts neither as a match nor as a false positive.
+
+    Returns
+    -------
+    gt, pred : ndarray
+        Copies with the ignored cells set to 0 (the inputs themselves when nothing is
+        ignored).
+    n_ignored_gt, n_ignored_pred : int
+    """
+    if min_gt_size < 0 or int(min_gt_size) != min_gt_size:
+        raise InputError(
+            f"min_gt_size {min_gt_size} must be a whole number of voxels, 0 or more"
+        )
+    if min_gt_size <= 1:
+        return gt, pred, 0, 0
+    ids, sizes = np.unique(gt[gt != 0], return_counts=True)
+    small = ids[sizes < min_gt_size]
+    if small.size == 0:
+        return gt, pred, 0, 0
+    on_small = np.isin(gt, small)
+    pred_ids, pred_sizes = np.unique(pred[pred != 0], return_counts=True)
+    overlap_ids, overlap_sizes = np.unique(pred[on_small & (pred != 0)], return_counts=True)
+    sizes_of_overlapping = pred_sizes[np.searchsorted(pred_ids, overlap_ids)]
+    dropped_pred = overlap_ids[overlap_sizes > 0.5 * sizes_of_overlapping]
+    gt = np.where(on_small, 0, gt)
+    if dropped_pred.size:
+        pred = np.where(np.isin(pred, dropped_pred), 0, pred)
+    return gt, pred, int(small.size), int(dropped_pred.size)
+
+
 def evaluate_segmentation(
     gt: np.ndarray,
     pred: np.ndarray,
@@ -113,6 +150,7 @@ def evaluate_segmentation(
     iou_thresholds: Sequence[float] = DEFAULT_IOU_THRESHOLDS,
     size_bins: Sequence[float] | None = None,
     voxel_size: Sequence[float] | None = None,
+    min_gt_size: int = 0,
 ) -> dict:
     """Evaluate a predicted label volume against its ground truth.
 
@@ -129,6 +167,9 @@ def evaluate_segmentation(
         outside all bins are left out of ``f1_by_size``. Default :data:`DEFAULT_SIZE_BINS`.
     voxel_size : (z, y, x) in micrometres, optional
         Only used to report the bin edges in µm³ as well.
+    min_gt_size : int
+        Ground-truth cells under this many voxels are left out, with the predicted cells
+        that lie mostly on them (:func:`ignore_small_cells`); 0 keeps every cell.
 
     Returns
     -------
@@ -155,11 +196,14 @@ def evaluate_segmentation(
             ground-truth cell; an unmatched predicted cell in the bin of its own size.
         ``voxel_size``
             The voxel size as a list, or None.
+        ``min_gt_size``, ``ignored_gt``, ``ignored_pred``
+            The size limit and how many ground-truth and predicted cells it left out.
     """
     thresholds = [check_iou_threshold(t) for t in iou_thresholds]
     if not thresholds:
         raise InputError("No IoU thresholds given; pass at least one value in (0, 1].")
     edges = _check_size_bins(DEFAULT_SIZE_BINS if size_bins is None else size_bins)
+    gt, pred, ignored_gt, ignored_pred = ignore_small_cells(gt, pred, min_gt_size)
     overlap = label_overlap(gt, pred)
     voxel = _check_voxel_size(voxel_size, np.ndim(gt))
 
@@ -192,4 +236,7 @@ def evaluate_segmentation(
         "voi_merge": voi_merge,
         "f1_by_size": _f1_by_size(overlap, headline, edges, voxel_volume),
         "voxel_size": list(voxel) if voxel is not None else None,
+        "min_gt_size": int(min_gt_size),
+        "ignored_gt": ignored_gt,
+        "ignored_pred": ignored_pred,
     }

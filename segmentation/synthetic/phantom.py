@@ -117,10 +117,11 @@ def make_phantom(
     profiles = make_profiles(params, centreline, stack_depth, z_shift)
     layout = build_cells(rng, params, centreline, profiles, maps, depth, origin)
     cytoplasm, membrane = render_channels(rng, layout, params)
+    tissue = ((layout.labels > 0) | layout.rachis).astype(np.float32)
     image = np.stack(
         [
-            image_channel(rng, cytoplasm, params, origin, field),
-            image_channel(rng, membrane, params, origin, field),
+            image_channel(rng, cytoplasm, tissue, params, 0, origin, field),
+            image_channel(rng, membrane, tissue, params, 1, origin, field),
         ]
     )
     n_cells = int(layout.labels.max())

@@ -120,46 +120,90 @@ def puncta_positions(
     return position[same_cell]
 
 
+def _spots(
+    rng: np.random.Generator, layout: CellLayout, rate: float
+) -> np.ndarray:
+    """Voxel positions (n, 3) of bright spots scattered at random inside cells."""
+    cells = layout.labels > 0
+    n_cells = len(layout.is_oocyte) - 1
+    count = int(rng.poisson(rate * max(n_cells, 0)))
+    if count == 0 or not cells.any():
+        return np.zeros((0, 3), np.int64)
+    flat = np.flatnonzero(cells.ravel())
+    chosen = flat[rng.integers(0, len(flat), count)]
+    return np.stack(np.unravel_index(chosen, cells.shape), axis=1)
+
+
 def render_channels(
     rng: np.random.Generator, layout: CellLayout, params: PhantomParameters
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Noise-free, unblurred intensities of channel 0 (cytoplasm) and 1 (membrane)."""
+    """Expected, unblurred intensities of channel 0 (cytoplasm) and 1 (membrane).
+
+    Both are in units of a typical cell interior (about 1), before the microscope's blur,
+    depth profile, haze and noise (:func:`image_channel`).
+    """
     labels = layout.labels
     cells = labels > 0
     nucleus = nucleus_map(layout, params.z_ratio)
+    faces = membrane_map(layout, params)
     level = rng.lognormal(0.0, params.cell_level_spread, len(layout.is_oocyte))
     level[0] = 0.0
     cytoplasm = level.astype(np.float32)[labels]
     cytoplasm[layout.rachis] = params.rachis_level
     cytoplasm *= 1 - np.float32(params.nucleus_darkness) * nucleus
-    cytoplasm += np.float32(params.autofluorescence)
+    # the cytoplasm marker is slightly brighter on faces between cells, too
+    cell_faces = np.where(faces >= 0.6, faces, 0).astype(np.float32)
+    cytoplasm += cell_faces * np.float32((params.cytoplasm_face - 1) / 0.6)
     cytoplasm *= _grain(rng, labels.shape, params.grain)
-    cytoplasm *= np.float32(params.cytoplasm_level)
     sigma = (params.blur_z, params.blur_xy, params.blur_xy)
     puncta = puncta_positions(rng, layout, params)
-    peak = min(params.puncta_level * params.cytoplasm_level, 3600.0)
-    np.add.at(cytoplasm, tuple(puncta.T), np.float32(peak * _delta_peak(sigma) * 0.5))
+    np.add.at(cytoplasm, tuple(puncta.T), np.float32(params.puncta_level / _delta_peak(sigma)))
 
     tissue = (cells | layout.rachis).astype(np.float32)
-    membrane_signal = tissue * (1 - np.float32(params.membrane_nucleus_darkness) * nucleus)
-    membrane_signal += np.float32(0.5 * params.autofluorescence)
+    membrane_signal = tissue * level.astype(np.float32)[labels] ** 0.5
+    membrane_signal[layout.rachis] = 1.0
+    membrane_signal *= 1 - np.float32(params.membrane_nucleus_darkness) * nucleus
+    # membranes vary in brightness along the faces (log-normal, smooth over ~20 px)
+    height, width = labels.shape[1:]
+    brightness = np.exp(
+        smooth_field(rng, (height, width), 20.0, params.membrane_spread)
+        - 0.5 * params.membrane_spread**2
+    )
     # a 2-voxel membrane keeps ~60 % of its peak after the blur
-    membrane_signal += membrane_map(layout, params) * np.float32((params.membrane_ratio - 1) / 0.6)
+    membrane_signal += faces * brightness[None] * np.float32((params.membrane_ratio - 1) / 0.6)
     membrane_signal *= _grain(rng, labels.shape, params.membrane_grain)
-    membrane_signal *= np.float32(params.membrane_cytoplasm_level)
+    spots = _spots(rng, layout, params.membrane_spot_rate)
+    np.add.at(membrane_signal, tuple(spots.T), np.float32(8.0 / _delta_peak(sigma)))
     return cytoplasm, membrane_signal
+
+
+def depth_profile(depth: int, peak: float, start: float, end: float) -> np.ndarray:
+    """Relative intensity per plane: rises from ``start`` to 1 at ``peak`` (fraction of the
+    depth), then falls to ``end`` at the last plane (smooth, cosine-shaped)."""
+    z = np.arange(depth, dtype=np.float64) / max(depth - 1, 1)
+    peak = float(np.clip(peak, 1e-3, 1 - 1e-3))
+    rise = start + (1 - start) * np.sin(0.5 * np.pi * np.clip(z / peak, 0, 1)) ** 2
+    fall = 1 - (1 - end) * np.sin(0.5 * np.pi * np.clip((z - peak) / (1 - peak), 0, 1))
+    return np.where(z <= peak, rise, fall).astype(np.float32)
 
 
 def image_channel(
     rng: np.random.Generator,
     signal: np.ndarray,
+    tissue: np.ndarray,
     params: PhantomParameters,
+    channel: int,
     origin: tuple[int, int],
     field: tuple[int, int],
 ) -> np.ndarray:
-    """Blur, attenuate with depth, drift across the field, add noise; 12-bit uint16.
+    """Image one channel: blur, depth profile, drift, haze, photon and camera noise.
 
-    ``signal`` (float32) is overwritten.
+    The physical model: the expected photon count of a voxel is ``photons`` times its
+    relative intensity (``signal`` after blur, depth profile and drift, plus out-of-focus
+    haze around the ``tissue``); the camera counts Poisson-distributed photons with
+    ``gain`` counts per photon, adds read noise, subtracts an offset that lies
+    ``black_level`` photons above its bias, and clips to 0..4095 (12 bit). ``signal``
+    (float32) is overwritten.
     """
     depth, height, width = signal.shape
     ndi.gaussian_filter(
@@ -169,24 +213,30 @@ def image_channel(
         mode="reflect",
         truncate=3.0,
     )
-    z = np.arange(depth, dtype=np.float32) / max(depth - 1, 1)
-    if not params.attenuation_from_top:
-        z = z[::-1]
-    signal *= np.exp(-params.depth_attenuation * z).astype(np.float32)[:, None, None]
+    profile = depth_profile(depth, params.depth_peak, params.depth_start, params.depth_end)
     gy, gx = rng.uniform(-1, 1, 2)
     yy = (np.arange(height, dtype=np.float32)[:, None] + origin[0]) / field[0] - 0.5
     xx = (np.arange(width, dtype=np.float32)[None, :] + origin[1]) / field[1] - 0.5
     drift = 1 + params.drift * (gy * yy + gx * xx)
     drift += smooth_field(rng, (height, width), 256.0, 0.3 * params.drift)
-    signal *= np.clip(drift, 0.2, None)[None]
-    # photon noise (Gaussian with the Poisson variance) and read noise in one draw
-    noisy = np.maximum(signal, 0, out=signal)
-    sigma = noisy * np.float32(params.gain)
-    sigma += np.float32(params.read_noise**2)
-    np.sqrt(sigma, out=sigma)
-    sigma *= rng.standard_normal(noisy.shape, dtype=np.float32)
-    noisy += sigma
-    del sigma
-    noisy += np.float32(params.offset)
-    np.clip(noisy, 0, MAX_VALUE, out=noisy)
-    return np.round(noisy).astype(np.uint16)
+    drift = np.clip(drift, 0.2, None)
+    # out-of-focus light: bright next to the tissue, fading over ~40 px to a floor
+    near = ndi.gaussian_filter(tissue, (1.0, 12.0, 12.0), mode="nearest")
+    near = np.clip(near * 2.0, 0, 1)
+    haze_level = params.haze_0 if channel == 0 else params.haze_1
+    haze = near + np.float32(params.haze_floor) * (1 - near)
+    haze *= np.float32(haze_level)
+    expected = signal
+    expected += haze
+    expected *= profile[:, None, None]
+    expected *= drift[None]
+    photons = params.photons_0 if channel == 0 else params.photons_1
+    gain = params.gain_0 if channel == 0 else params.gain_1
+    black_level = params.black_level_0 if channel == 0 else params.black_level_1
+    np.maximum(expected, 0, out=expected)
+    expected *= np.float32(photons)
+    counts = rng.poisson(expected).astype(np.float32)
+    counts += rng.normal(-black_level, params.read_noise, counts.shape).astype(np.float32)
+    counts *= np.float32(gain)
+    np.clip(counts, 0, MAX_VALUE, out=counts)
+    return np.round(counts).astype(np.uint16)

@@ -3,13 +3,18 @@
 An image patch (C, Z, Y, X), its targets (K, Z, Y, X) and its voxel weights (K, Z, Y, X) are
 transformed together: spatial transforms (flips, quarter turns, elastic deformation) use the
 same parameters for all three, with linear interpolation for the image and nearest-neighbour
-for targets and weights (so binary targets stay binary); intensity transforms (blur, noise,
-contrast, gamma, channel scaling, membrane dimming, intensity drift, single-channel copies)
-change the image only.
+for targets and weights (so binary targets stay binary); intensity transforms (blur, photon
+level, noise, contrast, gamma, channel scaling, membrane dimming, intensity drift,
+single-channel copies) change the image only.
 
-The defaults are deliberately strong: real microscope stacks differ from the training data in
-signal-to-noise ratio, membrane contrast, blur and intensity drift
-(see ``docs/germline-images.md``), and the network has to cope with all of them.
+Real stacks are photon-limited with nearly white noise (``real-stack-statistics.md``), so
+the transforms that change blur and photon level follow the imaging physics rather than
+filtering the noisy patch: a blur acts on the signal and the noise is topped up to stay
+white with its former variance, and fewer photons add noise whose variance grows with the
+intensity (shot noise), estimated from the patch's own noise. Values clipped at the
+camera's zero stay at the channel's minimum. The defaults are deliberately strong: real
+stacks differ from each other in photon level, membrane contrast, blur and intensity drift,
+and the network has to cope with all of them.
 """
 
 from __future__ import annotations
@@ -52,19 +57,22 @@ class AugmentationConfig:
     elastic_points_z : int
         Number of control points along Z.
     p_blur : float
-        Probability of a Gaussian blur; sigmas are drawn per channel and per axis (the
-        channels are never mixed).
+        Probability of a Gaussian blur of the signal; sigmas are drawn per channel and per
+        axis (the channels are never mixed). The white noise that the blur removes is added
+        back (shot-noise shaped), so the patch is as noisy and as white as before, only
+        its structures are blurred, as in a microscope with a wider point-spread function.
     blur_sigma_xy_range, blur_sigma_z_range : (float, float)
         Ranges of the blur sigma in Y/X (pixels) and in Z (slices).
+    p_photons : float
+        Probability of imaging with fewer photons: shot noise is added so that the noise
+        variance per unit intensity grows by ``1 / fraction`` (drawn per channel), the
+        patch's own noise being estimated from neighbouring pixels.
+    photon_fraction_range : (float, float)
+        Range of the fraction of the photons kept.
     p_gauss_noise : float
-        Probability of additive Gaussian noise.
+        Probability of additive Gaussian (read) noise.
     noise_std_range : (float, float)
         Range of the noise standard deviation (drawn per channel).
-    p_poisson : float
-        Probability of signal-dependent (shot) noise.
-    poisson_photons_range : (float, float)
-        Range of the number of photons that an intensity of 1 corresponds to (drawn per
-        channel); fewer photons = noisier.
     p_contrast : float
         Probability of a contrast/brightness change (drawn per channel).
     contrast_range, brightness_range : (float, float)
@@ -108,10 +116,10 @@ class AugmentationConfig:
     p_blur: float = 0.3
     blur_sigma_xy_range: FloatRange = (0.3, 1.5)
     blur_sigma_z_range: FloatRange = (0.0, 1.0)
-    p_gauss_noise: float = 0.4
-    noise_std_range: FloatRange = (0.01, 0.12)
-    p_poisson: float = 0.3
-    poisson_photons_range: FloatRange = (10.0, 200.0)
+    p_photons: float = 0.4
+    photon_fraction_range: FloatRange = (0.35, 1.0)
+    p_gauss_noise: float = 0.2
+    noise_std_range: FloatRange = (0.0, 0.04)
     p_contrast: float = 0.5
     contrast_range: FloatRange = (0.6, 1.4)
     brightness_range: FloatRange = (-0.15, 0.15)
@@ -132,7 +140,7 @@ class AugmentationConfig:
         return cls(
             p_blur=0.0,
             p_gauss_noise=0.0,
-            p_poisson=0.0,
+            p_photons=0.0,
             p_contrast=0.0,
             p_gamma=0.0,
             p_channel_scale=0.0,
@@ -292,11 +300,15 @@ def _uniform(rng: np.random.Generator, bounds: FloatRange) -> float:
 
 def _intensity(image: np.ndarray, rng: np.random.Generator, config: AugmentationConfig):
     n_channels = image.shape[0]
+    floors = [float(image[c].min()) for c in range(n_channels)]
     if rng.random() < config.p_blur:
         for c in range(n_channels):
             sigma_z = _uniform(rng, config.blur_sigma_z_range)
             sigma_xy = _uniform(rng, config.blur_sigma_xy_range)
+            ratio = noise_variance_ratio(image[c])
             image[c] = ndi.gaussian_filter(image[c], (sigma_z, sigma_xy, sigma_xy))
+            kept = _white_noise_kept((sigma_z, sigma_xy, sigma_xy))
+            image[c] += _shot_noise(image[c], ratio * (1.0 - kept), rng)
     if rng.random() < config.p_dim_membrane and config.membrane_channel < n_channels:
         c = config.membrane_channel
         image[c] = _dim_membrane(image[c], _uniform(rng, config.dim_membrane_range))
@@ -313,19 +325,65 @@ def _intensity(image: np.ndarray, rng: np.random.Generator, config: Augmentation
     if rng.random() < config.p_channel_scale:
         for c in range(n_channels):
             image[c] *= _uniform(rng, config.channel_scale_range)
-    if rng.random() < config.p_poisson:
+    if rng.random() < config.p_photons:
         for c in range(n_channels):
-            photons = _uniform(rng, config.poisson_photons_range)
-            expected = np.clip(image[c], 0.0, None) * photons
-            image[c] += (rng.poisson(expected) - expected).astype(np.float32) / photons
+            fraction = _uniform(rng, config.photon_fraction_range)
+            ratio = noise_variance_ratio(image[c])
+            image[c] += _shot_noise(image[c], ratio * (1.0 / fraction - 1.0), rng)
     if rng.random() < config.p_gauss_noise:
         for c in range(n_channels):
             std = _uniform(rng, config.noise_std_range)
             image[c] += rng.normal(0.0, std, size=image[c].shape).astype(np.float32)
+    # the camera clips at zero: what fell below a channel's floor stays at the floor
+    for c in range(n_channels):
+        np.maximum(image[c], floors[c], out=image[c])
     # drawn only when enabled, so that patches of runs without it stay as they were
     if config.p_single_channel > 0 and n_channels > 1 and rng.random() < config.p_single_channel:
         image[:] = image[int(rng.integers(n_channels))]
     return image
+
+
+def noise_variance_ratio(channel: np.ndarray) -> float:
+    """Pixel-noise variance per unit intensity of a channel (shot noise: variance ∝ mean).
+
+    Estimated from differences of X neighbours where both lie above the channel's minimum
+    (clipped voxels carry no noise), as half their mean square over their mean intensity
+    (normalised intensity 0 taken as no light).
+    Texture adds to the differences, so this errs towards more noise.
+    """
+    left, right = channel[..., :-1], channel[..., 1:]
+    floor = channel.min()
+    both = (left > floor) & (right > floor)
+    if both.sum() < 16:
+        return 0.0
+    variance = 0.5 * float(np.mean((right[both] - left[both]) ** 2))
+    mean = float(np.mean(np.clip(0.5 * (right[both] + left[both]), 0.0, None)))
+    return variance / mean if mean > 1e-6 else 0.0
+
+
+def _shot_noise(channel: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """Zero-mean noise of variance ``ratio`` times the (non-negative) intensity.
+
+    Normalised intensity 0 is the 1st percentile, the camera's zero where a stack clips.
+    """
+    if ratio <= 0:
+        return np.zeros_like(channel)
+    intensity = np.clip(channel, 0.0, None)
+    std = np.sqrt(ratio * intensity, dtype=np.float32)
+    return (std * rng.standard_normal(channel.shape, dtype=np.float32)).astype(np.float32)
+
+
+def _white_noise_kept(sigma: tuple[float, ...]) -> float:
+    """Fraction of white-noise variance that a Gaussian blur of ``sigma`` lets through."""
+    kept = 1.0
+    for s in sigma:
+        if s <= 0:
+            continue
+        radius = int(4.0 * s + 0.5)
+        kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) / s) ** 2)
+        kernel /= kernel.sum()
+        kept *= float(np.sum(kernel**2))
+    return kept
 
 
 def _dim_membrane(channel: np.ndarray, factor: float) -> np.ndarray:

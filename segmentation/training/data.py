@@ -325,6 +325,8 @@ class _PreparedStack:
     #: foreground channel is symmetric in Z); None when flipping the labels along Z flips the
     #: boundaries too (every mode except "anisotropic").
     z_flipped_boundary: tuple[np.ndarray, np.ndarray] | None = None
+    #: The labels themselves, kept only for ``PatchDataset(keep_labels=True)``.
+    labels: np.ndarray | None = None
 
 
 class PatchDataset(Dataset):
@@ -398,6 +400,10 @@ class PatchDataset(Dataset):
         can be centred), so that the stack's first and last planes are also seen away from
         the patch border, as in inference. 0 keeps every patch inside the stack along Z
         when it fits.
+    keep_labels : bool
+        Also return each patch's labels (``"labels"``, int64 (Z, Y, X)), spatially
+        augmented as the targets are, e.g. to measure what the network is shown
+        (``benchmarks/training_patch_statistics.py``). Labels are padded as the image is.
     """
 
     def __init__(
@@ -420,6 +426,7 @@ class PatchDataset(Dataset):
         min_real_fraction: float = 0.6,
         padding: str = "reflect",
         z_margin: int = 0,
+        keep_labels: bool = False,
     ) -> None:
         if not stacks:
             raise InputError("no training stacks given")
@@ -432,6 +439,7 @@ class PatchDataset(Dataset):
                 f"(at least {min_real_fraction:.0%} of a patch is real data), got {z_margin}"
             )
         self.padding = padding
+        self.keep_labels = bool(keep_labels)
         self.z_margin = int(z_margin)
         self.patch_size = tuple(int(p) for p in patch_size)
         self.samples_per_epoch = int(samples_per_epoch)
@@ -508,7 +516,12 @@ class PatchDataset(Dataset):
         # ("anisotropic-symmetric" boundaries) in two
         stored_dtype = np.uint8 if np.array_equal(targets, np.round(targets)) else np.float16
         return _PreparedStack(
-            image, targets.astype(stored_dtype), weights, foreground_index, z_flipped_boundary
+            image,
+            targets.astype(stored_dtype),
+            weights,
+            foreground_index,
+            z_flipped_boundary,
+            labels if self.keep_labels else None,
         )
 
     def set_epoch(self, epoch: int) -> None:
@@ -570,6 +583,13 @@ class PatchDataset(Dataset):
         image = crop_window(stack.image, window, mode=self.padding)
         targets = crop_window(stack.targets, window).astype(np.float32)
         weights = crop_window(stack.weights, window, mode="constant")
+        n_targets = len(targets)
+        if stack.labels is not None:
+            # labels ride along as one more target channel: the same spatial transforms,
+            # nearest-neighbour (ids below 2**24 are exact in float32)
+            labels = crop_window(stack.labels, window, mode=self.padding)[None].astype(np.float32)
+            targets = np.concatenate([targets, labels])
+            weights = np.concatenate([weights, np.ones_like(labels)])
         if self.augmentation is not None:
             z_flipped = None
             if stack.z_flipped_boundary is not None:
@@ -581,8 +601,11 @@ class PatchDataset(Dataset):
             image, targets, weights = augment(
                 image, targets, weights, rng, self.augmentation, z_flipped=z_flipped
             )
-        return {
+        item = {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-            "target": torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32)),
-            "weight": torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)),
+            "target": torch.from_numpy(np.ascontiguousarray(targets[:n_targets], dtype=np.float32)),
+            "weight": torch.from_numpy(np.ascontiguousarray(weights[:n_targets], dtype=np.float32)),
         }
+        if stack.labels is not None:
+            item["labels"] = torch.from_numpy(np.rint(targets[n_targets]).astype(np.int64))
+        return item

@@ -117,6 +117,59 @@ def load_training_stack(pair: TrainingPair) -> tuple[np.ndarray, np.ndarray, tup
     return normalize_percentile(stack.image), labels, stack.voxel_size
 
 
+def training_dataset(
+    stacks: list[tuple[np.ndarray, np.ndarray, tuple | None]],
+    config: TrainingConfig,
+    *,
+    names: list[str],
+    cache_dir: Path | None = None,
+    validation: bool = False,
+    keep_labels: bool = False,
+) -> PatchDataset:
+    """The patch dataset that :func:`train` draws its training (or validation) patches from.
+
+    Parameters
+    ----------
+    stacks : list of (image, labels, voxel_size)
+        Normalised stacks, as :func:`load_training_stack` returns them.
+    config : TrainingConfig
+        Patch size, targets, weights, augmentation and sampling settings.
+    names : list of str
+        One name per stack, for messages and weight-map cache files.
+    cache_dir : path, optional
+        Where weight maps are cached.
+    validation : bool
+        Validation patches: ``config.val_patches`` of them, no augmentation, patches of
+        almost only background (over 98 %) redrawn.
+    keep_labels : bool
+        Also yield each patch's augmented labels (see :class:`PatchDataset`).
+    """
+    augmentation = None
+    if config.augment and not validation:
+        augmentation = AugmentationConfig(p_single_channel=config.single_channel_fraction)
+    return PatchDataset(
+        [(image, labels) for image, labels, _ in stacks],
+        config.patch,
+        samples_per_epoch=config.val_patches if validation else config.patches_per_epoch,
+        augmentation=augmentation,
+        weight_map_options={"w0": config.w0, "sigma": config.sigma},
+        edge_options={
+            "edge_multiplier": config.edge_multiplier,
+            "map_multiplier": config.map_multiplier,
+            "invert": config.invert_weights,
+        },
+        target_options={"mode": config.boundary_mode, "connectivity": config.boundary_connectivity},
+        max_background_fraction=0.98 if validation else config.max_background_fraction,
+        voxel_sizes=[voxel_size for _, _, voxel_size in stacks],
+        cache_dir=cache_dir,
+        names=names,
+        seed=config.seed + 1 if validation else config.seed,
+        padding=config.padding,
+        z_margin=config.z_margin,
+        keep_labels=keep_labels,
+    )
+
+
 def _dice(probability: torch.Tensor, target: torch.Tensor) -> float:
     intersection = (probability * target).sum()
     return float(2 * intersection / (probability.sum() + target.sum()).clamp_min(1e-6))
@@ -277,47 +330,12 @@ def train(
     elif log_path.exists():
         log_path.unlink()
 
-    weight_map_options = {"w0": config.w0, "sigma": config.sigma}
-    edge_options = {
-        "edge_multiplier": config.edge_multiplier,
-        "map_multiplier": config.map_multiplier,
-        "invert": config.invert_weights,
-    }
-    target_options = {"mode": config.boundary_mode, "connectivity": config.boundary_connectivity}
     cache_dir = out_dir / "weight_map_cache"
-    train_dataset = PatchDataset(
-        [(image, labels) for image, labels, _ in train_stacks],
-        config.patch,
-        samples_per_epoch=config.patches_per_epoch,
-        augmentation=(
-            AugmentationConfig(p_single_channel=config.single_channel_fraction)
-            if config.augment
-            else None
-        ),
-        weight_map_options=weight_map_options,
-        edge_options=edge_options,
-        target_options=target_options,
-        max_background_fraction=config.max_background_fraction,
-        voxel_sizes=[voxel_size for _, _, voxel_size in train_stacks],
-        cache_dir=cache_dir,
-        names=train_names,
-        seed=config.seed,
-        padding=config.padding,
-        z_margin=config.z_margin,
+    train_dataset = training_dataset(
+        train_stacks, config, names=train_names, cache_dir=cache_dir, validation=False
     )
-    val_dataset = PatchDataset(
-        [(image, labels) for image, labels, _ in val_stacks],
-        config.patch,
-        samples_per_epoch=config.val_patches,
-        weight_map_options=weight_map_options,
-        edge_options=edge_options,
-        target_options=target_options,
-        voxel_sizes=[voxel_size for _, _, voxel_size in val_stacks],
-        cache_dir=cache_dir,
-        names=val_names,
-        seed=config.seed + 1,
-        padding=config.padding,
-        z_margin=config.z_margin,
+    val_dataset = training_dataset(
+        val_stacks, config, names=val_names, cache_dir=cache_dir, validation=True
     )
     val_loader = DataLoader(val_dataset, batch_size=config.batch_size, shuffle=False)
     loss_function = BCEDiceLoss()
