@@ -181,6 +181,34 @@ def test_tissue_mask_leaves_stacks_without_background_alone():
     assert tissue_mask(image) is None
 
 
+def test_tissue_mask_leaves_a_field_full_of_cells_alone():
+    """Bright membranes around dark interiors (a crop inside tissue) are not empty field,
+    even with a few very bright stripe artefacts that could pass for the "tissue" class."""
+    from segmentation.inference import tissue_mask
+
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:256, :256]
+    membranes = (yy % 32 < 3) | (xx % 32 < 3)  # 29 px interiors between 3 px membranes
+    signal = np.where(membranes, 300.0, 40.0)
+    image = rng.poisson(np.broadcast_to(signal, (2, 12, 256, 256))).astype(np.float32)
+    image[:, :, 100:102, :] = 900.0  # a stripe artefact
+    assert tissue_mask(image) is None
+
+
+def test_tissue_mask_keeps_tissue_in_dim_end_planes():
+    from segmentation.inference import tissue_mask
+
+    rng = np.random.default_rng(3)
+    depth = np.array([0.15, 0.3, 0.6, 1.0, 1.0, 0.9, 0.8, 0.7])[:, None, None]
+    signal = np.full((8, 256, 256), 60.0)
+    signal[:, 64:192, 64:192] = 1000.0
+    image = rng.poisson(np.broadcast_to(signal * depth, (2, 8, 256, 256))).astype(np.float32)
+    mask = tissue_mask(image)
+    assert mask is not None
+    assert mask[:, 64:192, 64:192].all()  # the first planes, as dim as the field, too
+    assert not mask[:, :32, :32].any()
+
+
 class ShapeRecorder(Pointwise):
     """A :class:`Pointwise` network that remembers the shape of every window it sees."""
 

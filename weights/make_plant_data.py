@@ -22,7 +22,7 @@ import tifffile
 from skimage.measure import label as connected_components
 
 #: X pixels of the crop used for training; the remaining ones validate.
-TRAIN_WIDTH = 136
+TRAIN_WIDTH = 120
 
 
 def _write(path: Path, array: np.ndarray) -> None:
