@@ -48,8 +48,9 @@ def tissue_mask(
         The mask is grown by this many XY pixels so that dim outer cell borders stay inside.
     min_background_width : int
         Empty field is wide: the dark class counts as background only where it holds discs
-        of this diameter (XY pixels) in at least ``min_background_fraction`` of the field. The dark interiors of cells between bright membranes
-        (a crop that tissue fills) are narrower, so such stacks are left unmasked.
+        of this diameter (XY pixels) in at least ``min_background_fraction`` of the field.
+        The dark interiors of cells between bright membranes (a crop that tissue fills)
+        are narrower, so such stacks are left unmasked.
     min_background_fraction : float
         See ``min_background_width``.
 
