@@ -619,3 +619,26 @@ def test_patch_dataset_can_yield_labels_transformed_with_the_targets():
         # the foreground target was transformed exactly as the labels were
         np.testing.assert_array_equal(item["target"][1].numpy() > 0.5, patch_labels > 0)
     assert "labels" not in PatchDataset([(image, labels)], (8, 32, 32), samples_per_epoch=1)[0]
+
+
+@pytest.mark.parametrize("gain", [0.8, -0.1])
+def test_face_contrast_brightens_or_dims_the_faces_between_cells(gain):
+    labels = np.zeros((6, 48, 48), np.int32)
+    labels[:, 4:44, 4:24] = 1
+    labels[:, 4:44, 24:44] = 2
+    targets = make_targets(labels, mode="anisotropic-symmetric").astype(np.float32)
+    weights = np.ones_like(targets)
+    image = _shot_noise_patch(photons=50.0)[:, :6, :48, :48]
+    image[:, labels == 0] = 0.1
+    config = replace(
+        AugmentationConfig.none(), p_face_contrast=1.0, face_contrast_range=(gain, gain)
+    )
+    changed, _, _ = augment(image, targets, weights, np.random.default_rng(0), config)
+    faces = np.zeros_like(labels, dtype=bool)
+    faces[:, 10:38, 23:25] = True  # the face between the two cells, away from background
+    interior = (targets[1] > 0) & ~ndi.binary_dilation(targets[0] > 0, iterations=3)
+    for c in range(2):
+        before = image[c][faces].mean() / image[c][interior].mean()
+        after = changed[c][faces].mean() / changed[c][interior].mean()
+        assert (after > before + 0.3) if gain > 0 else (after < before - 0.02)
+        np.testing.assert_allclose(changed[c][labels == 0].mean(), 0.1, atol=0.02)

@@ -85,6 +85,16 @@ class AugmentationConfig:
         Probability of scaling each channel's intensity independently.
     channel_scale_range : (float, float)
         Range of the per-channel factor.
+    p_face_contrast : float
+        Probability of changing how bright the faces between cells are, per channel: the
+        boundary target (``targets[0]``), slightly blurred, times the channel's median
+        level in the cells (``targets[1]``, the foreground, where given: then only faces
+        at least 3 px from the background change) and a gain from ``face_contrast_range`` is added (shot noise
+        included for added light), as a stronger or weaker membrane stain would. Real
+        stacks' faces stand 0.5-0.7 interior standard deviations above the interior; this
+        lets training see from about half to twice that.
+    face_contrast_range : (float, float)
+        Range of the gain (negative dims the faces).
     p_dim_membrane : float
         Probability of dimming the membrane channel: the signal above the local
         (smoothed) level is multiplied by a factor from ``dim_membrane_range``, then the
@@ -127,6 +137,8 @@ class AugmentationConfig:
     gamma_range: FloatRange = (0.7, 1.5)
     p_channel_scale: float = 0.5
     channel_scale_range: FloatRange = (0.7, 1.3)
+    p_face_contrast: float = 0.7
+    face_contrast_range: FloatRange = (-0.1, 1.0)
     p_dim_membrane: float = 0.3
     dim_membrane_range: FloatRange = (0.3, 1.0)
     membrane_channel: int = 1
@@ -141,6 +153,7 @@ class AugmentationConfig:
             p_blur=0.0,
             p_gauss_noise=0.0,
             p_photons=0.0,
+            p_face_contrast=0.0,
             p_contrast=0.0,
             p_gamma=0.0,
             p_channel_scale=0.0,
@@ -214,7 +227,13 @@ def augment(
     image, targets, weights = _flip_and_rotate(image, targets, weights, rng, config, z_flipped)
     if rng.random() < config.p_elastic:
         image, targets, weights = _elastic(image, targets, weights, rng, config)
-    image = _intensity(np.array(image, dtype=np.float32), rng, config)
+    image = _intensity(
+        np.array(image, dtype=np.float32),
+        rng,
+        config,
+        faces=targets[0],
+        cells=targets[1] > 0.5 if len(targets) > 1 else None,
+    )
     return (
         np.ascontiguousarray(image, dtype=np.float32),
         np.ascontiguousarray(targets, dtype=np.float32),
@@ -298,9 +317,31 @@ def _uniform(rng: np.random.Generator, bounds: FloatRange) -> float:
     return float(rng.uniform(bounds[0], bounds[1]))
 
 
-def _intensity(image: np.ndarray, rng: np.random.Generator, config: AugmentationConfig):
+def _intensity(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    config: AugmentationConfig,
+    *,
+    faces: np.ndarray | None = None,
+    cells: np.ndarray | None = None,
+):
     n_channels = image.shape[0]
     floors = [float(image[c].min()) for c in range(n_channels)]
+    if faces is not None and faces.any() and rng.random() < config.p_face_contrast:
+        faces = np.asarray(faces, dtype=np.float32)
+        inside = faces <= 0
+        if cells is not None:
+            # only faces between two cells: those towards the background stay faint
+            near_background = ndi.binary_dilation(~cells, structure=np.ones((1, 5, 5), bool))
+            faces = np.where(near_background, 0.0, faces).astype(np.float32)
+            inside &= cells
+        profile = ndi.gaussian_filter(faces, (0.5, 0.7, 0.7))
+        for c in range(n_channels):
+            gain = _uniform(rng, config.face_contrast_range)
+            level = float(np.median(image[c][inside])) if inside.any() else 0.0
+            added = np.float32(gain * max(level, 0.0)) * profile
+            ratio = noise_variance_ratio(image[c])
+            image[c] += added + _shot_noise(np.clip(added, 0.0, None), ratio, rng)
     if rng.random() < config.p_blur:
         for c in range(n_channels):
             sigma_z = _uniform(rng, config.blur_sigma_z_range)
