@@ -9,6 +9,7 @@ needs no network, so re-tuning the post-network parameters reuses a cached
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,8 @@ from segmentation.watershed import distance_transform_watershed
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
+#: Suffix of an output while it is being written.
+PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True)
@@ -349,6 +352,9 @@ def write_outputs(
 ) -> dict[str, Path]:
     """Write ``<stem>_labels.tif``, ``_boundaries.tif``, ``_preview.gif`` and ``_cells.csv``.
 
+    Each file is written under its name plus :data:`PARTIAL_SUFFIX` and renamed when all
+    are complete, so a half-written output never carries an output's name.
+
     Returns
     -------
     dict of str to Path
@@ -357,16 +363,25 @@ def write_outputs(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = output_paths(out_dir, stem)
-    write_labels(paths["labels"], result.labels, stack.voxel_size)
-    write_boundaries(paths["boundaries"], prediction.boundary_probability, stack.voxel_size)
-    rows = cell_table(result.labels, stack.image, stack.voxel_size, neighbours=result.neighbours)
-    write_cell_table(paths["cells"], rows)
-    if gif:
-        write_preview_gif(
-            paths["preview"], stack.image[1], result.labels, prediction.boundary_probability
-        )
-    else:
+    if not gif:
         paths.pop("preview")
+    partial = {kind: path.with_name(path.name + PARTIAL_SUFFIX) for kind, path in paths.items()}
+    try:
+        write_labels(partial["labels"], result.labels, stack.voxel_size)
+        write_boundaries(partial["boundaries"], prediction.boundary_probability, stack.voxel_size)
+        rows = cell_table(
+            result.labels, stack.image, stack.voxel_size, neighbours=result.neighbours
+        )
+        write_cell_table(partial["cells"], rows)
+        if gif:
+            write_preview_gif(
+                partial["preview"], stack.image[1], result.labels, prediction.boundary_probability
+            )
+        for kind, path in paths.items():
+            os.replace(partial[kind], path)
+    finally:
+        for path in partial.values():
+            path.unlink(missing_ok=True)
     return paths
 
 
