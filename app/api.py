@@ -1,4 +1,4 @@
-"""REST API under ``/api``: health, submit a stack, poll a job, download its files."""
+"""REST API under ``/api``: health, submit a stack, poll a job, download its files, resubmit."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 
 import segmentation
-from app.jobs import JobManager, JobRequest, QueueFullError, UploadTooLargeError
+from app.jobs import (
+    JobManager,
+    JobRequest,
+    JobStateError,
+    QueueFullError,
+    UploadTooLargeError,
+)
 from app.requests import build_request
 from segmentation.errors import InputError
 from segmentation.inference import precision_name
@@ -32,6 +38,23 @@ from segmentation.parameters import (
 DEFAULT_PATCH_TEXT = ",".join(str(size) for size in DEFAULT_PATCH)
 #: Defaults of the parameters that have no ``DEFAULT_*`` constant of their own.
 SEGMENTATION_DEFAULTS = SegmentationParameters()
+
+
+def _not_found(job_id: str) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"no job {job_id!r}; it may have expired")
+
+
+def _queue_full(error: QueueFullError) -> HTTPException:
+    """HTTP 503 with ``Retry-After``: the queue is full, the client should come back later."""
+    return HTTPException(
+        status_code=503, detail=str(error), headers={"Retry-After": str(error.retry_after)}
+    )
+
+
+def _accepted(job_id: str) -> JSONResponse:
+    return JSONResponse(
+        status_code=202, content={"job_id": job_id, "status_url": f"/api/jobs/{job_id}"}
+    )
 
 
 def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
@@ -138,20 +161,30 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
         except InputError as error:
             raise HTTPException(status_code=422, detail=str(error)) from error
         except QueueFullError as error:
-            raise HTTPException(status_code=503, detail=str(error)) from error
+            raise _queue_full(error) from error
         finally:
             file.file.close()
-        return JSONResponse(
-            status_code=202,
-            content={"job_id": job.id, "status_url": f"/api/jobs/{job.id}"},
-        )
+        return _accepted(job.id)
+
+    @router.post("/jobs/{job_id}/resubmit", status_code=202)
+    def resubmit(job_id: str) -> JSONResponse:
+        """Run an interrupted or failed job again, with its stored parameters and upload."""
+        try:
+            job = manager.resubmit(job_id)
+        except KeyError as error:
+            raise _not_found(job_id) from error
+        except JobStateError as error:
+            raise HTTPException(status_code=409, detail=str(error)) from error
+        except QueueFullError as error:
+            raise _queue_full(error) from error
+        return _accepted(job.id)
 
     @router.get("/jobs/{job_id}")
     def job_status(job_id: str) -> dict:
         """Status, progress (0..1), queue position, produced files, cell count, timings."""
         status = manager.status(job_id)
         if status is None:
-            raise HTTPException(status_code=404, detail=f"no job {job_id!r}; it may have expired")
+            raise _not_found(job_id)
         return status
 
     @router.get("/jobs/{job_id}/files/{name}")
@@ -159,7 +192,7 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
         """Download one of the files a finished job produced (names from ``files``)."""
         job = manager.get(job_id)
         if job is None:
-            raise HTTPException(status_code=404, detail=f"no job {job_id!r}; it may have expired")
+            raise _not_found(job_id)
         path = job.files.get(name)
         if path is None or not path.is_file():
             raise HTTPException(status_code=404, detail=f"job {job_id} has no file {name!r}")

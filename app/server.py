@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import os
 import shutil
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 import segmentation
 from app.api import api_router
 from app.jobs import JobManager
+from app.middleware import BearerTokenMiddleware, UploadLimitMiddleware
 from app.settings import Settings
 from app.ui import CSS, build_ui
 from segmentation.errors import GermsegError
@@ -60,6 +62,25 @@ def _one_line(error: RequestValidationError) -> str:
     return "; ".join(problems) or "invalid request"
 
 
+def _ui_login(token: str | None) -> dict[str, object]:
+    """Keyword arguments that make the web UI ask for the API token once (a login page).
+
+    Gradio's login keeps the session in a cookie, so the token is asked for once per
+    browser session; any user name is accepted, the password must be the token.
+    """
+    if not token:
+        return {}
+
+    def check(_: str, password: str) -> bool:
+        return hmac.compare_digest(password.encode(), token.encode())
+
+    return {
+        "auth": check,
+        "auth_message": "This server needs its API token: enter it as the password "
+        "(any user name).",
+    }
+
+
 def create_app(model: LoadedModel, settings: Settings | None = None) -> FastAPI:
     """The FastAPI app: ``/api/*`` and ``/docs`` first, then the Gradio UI mounted at ``/``.
 
@@ -96,21 +117,6 @@ def create_app(model: LoadedModel, settings: Settings | None = None) -> FastAPI:
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": _one_line(error)})
 
-    @app.middleware("http")
-    async def limit_upload_size(request: Request, call_next):  # noqa: ANN001, ANN202
-        length = request.headers.get("content-length", "")
-        if request.url.path == "/api/segment" and length.isdigit():
-            if int(length) > settings.max_upload_bytes + 64 * 1024:
-                return JSONResponse(
-                    status_code=413,
-                    content={
-                        "detail": f"upload of {int(length) / 2**20:.0f} MiB is larger than the "
-                        f"limit of {settings.max_upload_mb:g} MiB; crop the stack or raise "
-                        "GERMSEG_MAX_UPLOAD_MB"
-                    },
-                )
-        return await call_next(request)
-
     app.include_router(api_router(manager, devices))
 
     try:
@@ -121,6 +127,9 @@ def create_app(model: LoadedModel, settings: Settings | None = None) -> FastAPI:
     ttl_seconds = max(3600, int(settings.results_ttl_hours * 3600))
     blocks = build_ui(manager, devices, example_path, delete_cache=(3600, ttl_seconds))
     blocks.queue(max_size=settings.max_queue, default_concurrency_limit=1)
+    app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    if settings.api_token:
+        app.add_middleware(BearerTokenMiddleware, token=settings.api_token)
     return gr.mount_gradio_app(
         app,
         blocks,
@@ -130,6 +139,7 @@ def create_app(model: LoadedModel, settings: Settings | None = None) -> FastAPI:
         css=CSS,
         theme=gr.themes.Soft(),
         footer_links=["api"],
+        **_ui_login(settings.api_token),
     )
 
 

@@ -350,7 +350,13 @@ def test_one_job_at_a_time_in_order_and_a_crash_does_not_stop_the_worker(
         assert manager.wait(jobs[1], timeout=30) and manager.wait(jobs[2], timeout=30)
         assert [job.status for job in jobs[1:]] == ["done", "done"]
         assert jobs[2].network_reused is True and gated.calls == 2
-        assert not any((job.directory / "input").exists() for job in jobs)
+        assert not any((job.directory / "input").exists() for job in jobs[1:])
+        # a crash keeps the upload, so the job can run again with one call
+        assert jobs[0].input_path.is_file()
+        again = manager.resubmit(jobs[0].id)
+        assert again is jobs[0] and again.error is None
+        assert manager.wait(again, timeout=30) and again.status == "done"
+        assert not (again.directory / "input").exists()
     finally:
         gated.gate.set()
         manager.close()
