@@ -15,12 +15,7 @@ import gradio as gr
 
 from app.api import DEFAULT_PATCH_TEXT, SEGMENTATION_DEFAULTS
 from app.jobs import Job, JobManager, QueueFullError
-from app.requests import (
-    MAX_FOREGROUND_SEED_DISTANCE,
-    MAX_RIM_DISTANCE,
-    METHODS,
-    build_request,
-)
+from app.requests import build_request
 from segmentation.errors import InputError
 from segmentation.parameters import (
     DEFAULT_CUTOFF,
@@ -34,6 +29,9 @@ from segmentation.parameters import (
     DEFAULT_RIM_DISTANCE,
     DEFAULT_TEST_TIME_FLIP,
     DEFAULT_THRESHOLD,
+    MAX_FOREGROUND_SEED_DISTANCE,
+    MAX_RIM_DISTANCE,
+    METHODS,
 )
 
 logger = logging.getLogger(__name__)

@@ -10,12 +10,14 @@ import argparse
 import json
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from segmentation import __version__
 from segmentation.errors import GermsegError, InputError
 from segmentation.parameters import (
+    AUTOCASTS,
     DEFAULT_AUTOCAST,
     DEFAULT_CUTOFF,
     DEFAULT_DEVICE,
@@ -31,8 +33,20 @@ from segmentation.parameters import (
     DEFAULT_RIM_DISTANCE,
     DEFAULT_TEST_TIME_FLIP,
     DEFAULT_THRESHOLD,
+    DEVICES,
+    MAX_FOOTPRINT,
+    MAX_FOREGROUND_SEED_DISTANCE,
+    MAX_OVERLAP,
+    MAX_PATCH_AXIS,
+    MAX_PATCH_VOXELS,
+    MAX_RIM_DISTANCE,
+    METHODS,
+    PATCH_MULTIPLE,
     InferenceParameters,
     SegmentationParameters,
+    check_max_voxels,
+    parse_patch,
+    parse_voxel_size,
 )
 
 logger = logging.getLogger("segmentation")
@@ -56,43 +70,21 @@ def parse_triple(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
-def _parse_channels(text: str) -> tuple[int, int]:
-    from segmentation.io import parse_channels
-
+def _number(text: str) -> int | float:
+    """Parse a number as typed: an int when it is one, else a float (checked later)."""
     try:
-        return parse_channels(text)
-    except InputError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
-
-
-def _parse_voxel_size(text: str) -> tuple[float, float, float]:
-    from segmentation.io import parse_voxel_size
-
+        return int(text)
+    except ValueError:
+        pass
     try:
-        return parse_voxel_size(text)
-    except InputError as error:
-        raise argparse.ArgumentTypeError(str(error)) from error
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1], got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0.0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
+def _choices(choices: Sequence[str]) -> str:
+    """An option's metavar listing its choices, which the parameters themselves check."""
+    return "{" + ",".join(choices) + "}"
 
 
 def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -106,58 +98,60 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, required=True, metavar="DIR")
     parser.add_argument(
         "--threshold",
-        type=_probability,
+        type=float,
         default=DEFAULT_THRESHOLD,
         help="boundary probability threshold of the watershed (default %(default)s)",
     )
     parser.add_argument(
         "--footprint",
-        type=int,
+        type=_number,
         default=DEFAULT_FOOTPRINT,
-        help="watershed seed footprint in XY pixels (default %(default)s)",
+        help=f"watershed seed footprint in XY pixels, 1 to {MAX_FOOTPRINT} "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--cutoff",
-        type=_probability,
+        type=float,
         default=DEFAULT_CUTOFF,
         help="partition cutoff: boundaries above it separate cells (default %(default)s)",
     )
-    parser.add_argument("--method", choices=("agglomeration", "multicut"), default=DEFAULT_METHOD)
+    parser.add_argument("--method", default=DEFAULT_METHOD, metavar=_choices(METHODS))
     parser.add_argument(
         "--min-size",
-        type=int,
+        type=_number,
         default=DEFAULT_MIN_SIZE,
         help="smallest cell kept, voxels (default %(default)s)",
     )
     parser.add_argument(
         "--max-size",
-        type=int,
+        type=_number,
         default=DEFAULT_MAX_SIZE,
         help="largest cell kept, voxels (default: no limit)",
     )
     parser.add_argument(
         "--fragment-ratio",
-        type=_fraction,
+        type=float,
         default=DEFAULT_FRAGMENT_RATIO,
         help="merge segments at most this fraction of the size of the cell they mostly touch "
         "into it, e.g. a nucleus cut out of an oocyte; 0 disables (default %(default)s)",
     )
     parser.add_argument(
         "--rim-distance",
-        type=_non_negative,
+        type=float,
         default=DEFAULT_RIM_DISTANCE,
         metavar="PIXELS",
         help="cells take back unlabelled foreground voxels up to this many X pixels away "
-        "(the rims of background super-pixels); 0 disables (default %(default)s)",
+        f"(the rims of background super-pixels), 0 to {MAX_RIM_DISTANCE:g}; 0 disables "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--foreground-seed-distance",
-        type=_non_negative,
+        type=float,
         default=DEFAULT_FOREGROUND_SEED_DISTANCE,
         metavar="PIXELS",
         help="foreground that the watershed flooded from the background (a cell with a faint "
-        "outer border) gets seeds at least this many X pixels deep; 0 disables "
-        "(default %(default)s)",
+        "outer border) gets seeds at least this many X pixels deep, 0 to "
+        f"{MAX_FOREGROUND_SEED_DISTANCE:g}; 0 disables (default %(default)s)",
     )
     parser.add_argument(
         "--min-volume",
@@ -175,26 +169,24 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--patch",
-        type=parse_triple,
-        default=DEFAULT_PATCH,
+        default=",".join(map(str, DEFAULT_PATCH)),
         metavar="Z,Y,X",
-        help=(
-            "network window size (default {}); windows are multiples of the network's grid "
-            "(8 for the bundled model) and axes shorter "
-            "than the window are edge-padded"
-        ).format(",".join(map(str, DEFAULT_PATCH))),
+        help=f"network window size, each axis a multiple of {PATCH_MULTIPLE} (the bundled "
+        f"model's grid) from {PATCH_MULTIPLE} to {MAX_PATCH_AXIS}, at most "
+        f"{MAX_PATCH_VOXELS:,} voxels (default %(default)s); axes shorter than the window "
+        "are edge-padded",
     )
     parser.add_argument(
         "--overlap",
         type=float,
         default=DEFAULT_OVERLAP,
-        help="window overlap fraction (default %(default)s)",
+        help=f"window overlap fraction, 0 to {MAX_OVERLAP:g} (default %(default)s)",
     )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=DEFAULT_DEVICE)
+    parser.add_argument("--device", default=DEFAULT_DEVICE, metavar=_choices(DEVICES))
     parser.add_argument(
         "--autocast",
-        choices=("auto", "none", "bf16", "fp16"),
         default=DEFAULT_AUTOCAST,
+        metavar=_choices(AUTOCASTS),
         help="network precision: auto = float16 on GPU, bfloat16 on CPUs that run it natively "
         "(AVX-512 or Arm BF16), else float32; none = float32 "
         "(default %(default)s)",
@@ -215,14 +207,12 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--channels",
-        type=_parse_channels,
         default=None,
         metavar="I,J",
         help="input channels to use (cytoplasm, membrane) when C > 2",
     )
     parser.add_argument(
         "--voxel-size",
-        type=_parse_voxel_size,
         default=None,
         metavar="Z,Y,X",
         help="voxel size in µm, used instead of the file's metadata (default: the file's; "
@@ -230,7 +220,7 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--max-voxels",
-        type=int,
+        type=_number,
         default=DEFAULT_MAX_VOXELS,
         help="largest stack accepted, in voxels Z*Y*X (default %(default)s)",
     )
@@ -241,11 +231,13 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run_segment(arguments: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from segmentation.io import parse_channels
     from segmentation.model import load_model
     from segmentation.outputs import output_stems
     from segmentation.pipeline import segment_file
 
     try:
+        # every value is checked here, before the model is loaded or a stack read
         stems = output_stems(arguments.inputs)
         segmentation_parameters = SegmentationParameters(
             threshold=arguments.threshold,
@@ -261,12 +253,17 @@ def _run_segment(arguments: argparse.Namespace) -> int:
             foreground_seed_distance=arguments.foreground_seed_distance,
         )
         inference_parameters = InferenceParameters(
-            patch=arguments.patch,
+            patch=parse_patch(arguments.patch),
             overlap=arguments.overlap,
             device=arguments.device,
             autocast=arguments.autocast,
             test_time_flip=arguments.test_time_flip,
         )
+        channels = None if arguments.channels is None else parse_channels(arguments.channels)
+        voxel_size = (
+            None if arguments.voxel_size is None else parse_voxel_size(arguments.voxel_size)
+        )
+        max_voxels = check_max_voxels(arguments.max_voxels)
         model = load_model(arguments.weights, device=arguments.device)
     except GermsegError as error:
         _error(str(error))
@@ -288,12 +285,12 @@ def _run_segment(arguments: argparse.Namespace) -> int:
                 model,
                 segmentation_parameters=segmentation_parameters,
                 inference_parameters=inference_parameters,
-                channels=arguments.channels,
-                max_voxels=arguments.max_voxels,
+                channels=channels,
+                max_voxels=max_voxels,
                 gif=not arguments.no_gif,
                 progress=progress,
                 stem=stem,
-                voxel_size=arguments.voxel_size,
+                voxel_size=voxel_size,
             )
         except GermsegError as error:
             _error(f"{path}: {error}")
@@ -633,13 +630,38 @@ def _add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_serve)
 
 
+def check_results_dir(path: Path) -> None:
+    """Create the server's results folder if needed and check that it can be written to.
+
+    Raises
+    ------
+    InputError
+        When it cannot be created (it is a file, or lies under one) or written to, with
+        the reason.
+    """
+    try:
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(0, "it is a file, not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise InputError(
+            f"results directory {path} cannot be used ({error.strerror or error}); give "
+            "--results-dir (or GERMSEG_RESULTS_DIR) a folder that can be created and written to"
+        ) from error
+
+
 def _run_serve(arguments: argparse.Namespace) -> int:
     try:
         from app.server import serve
+        from app.settings import Settings
     except ImportError as error:
         _error(f"the web app needs its extra dependencies ({error}): pip install 'germseg[app]'")
         return EXIT_BAD_INPUT
     try:
+        results_dir = Settings.from_environment(results_dir=arguments.results_dir).results_dir
+        check_results_dir(results_dir)
         serve(
             arguments.host,
             arguments.port,

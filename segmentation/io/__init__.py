@@ -7,10 +7,10 @@ from segmentation.io.normalization import normalize_percentile
 from segmentation.io.reader import Stack, parse_channels, read_stack
 from segmentation.io.voxel_size import (
     ASSUMED_Z_STEP_IN_PIXELS,
-    parse_voxel_size,
     read_voxel_size,
     voxel_size_for_distances,
 )
+from segmentation.parameters import parse_voxel_size
 
 __all__ = [
     "ASSUMED_Z_STEP_IN_PIXELS",

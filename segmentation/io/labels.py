@@ -8,6 +8,11 @@ import numpy as np
 import tifffile
 
 from segmentation.errors import InputError
+from segmentation.io.tifffile_log import first_problem, tifffile_messages
+
+
+def _truncated(path: Path, problem: str) -> InputError:
+    return InputError(f"{path} is truncated or corrupted ({problem}): copy or export it again")
 
 
 def read_labels(path: str | Path) -> np.ndarray:
@@ -18,15 +23,24 @@ def read_labels(path: str | Path) -> np.ndarray:
     Raises
     ------
     InputError
-        When the file is missing, not a TIFF, not 3D, or not integer-valued.
+        When the file is missing, not a (complete) TIFF, not 3D, or not integer-valued.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path} not found: give the path of a label TIFF")
-    try:
-        labels = np.squeeze(tifffile.imread(path))
-    except Exception as error:  # tifffile raises several types for bad files
-        raise InputError(f"{path} is not a readable TIFF ({error}): give a label TIFF") from error
+    with tifffile_messages() as messages:
+        try:
+            labels = np.squeeze(tifffile.imread(path))
+        except Exception as error:  # tifffile raises several types for bad files
+            problem = first_problem(messages)
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if problem is None:
+                message = f"{path} is not a readable TIFF ({detail}): give a label TIFF"
+                raise InputError(message) from error
+            raise _truncated(path, problem) from error
+        problem = first_problem(messages)
+    if problem is not None:
+        raise _truncated(path, problem)
     if labels.ndim != 3:
         raise InputError(f"{path} has shape {labels.shape}: a label volume must be 3D (Z, Y, X)")
     if labels.dtype.kind == "f":

@@ -20,12 +20,10 @@ import numpy as np
 import tifffile
 
 from segmentation.errors import InputError
-from segmentation.io.voxel_size import (
-    ASSUMED_Z_STEP_IN_PIXELS,
-    checked_voxel_size,
-    voxel_size_from_tiff,
-)
-from segmentation.parameters import DEFAULT_MAX_VOXELS
+from segmentation.io.decoded_size import DEFAULT_MAX_DECODED_BYTES, check_decoded_size
+from segmentation.io.tifffile_log import first_problem, tifffile_messages
+from segmentation.io.voxel_size import ASSUMED_Z_STEP_IN_PIXELS, voxel_size_from_tiff
+from segmentation.parameters import DEFAULT_MAX_VOXELS, check_max_voxels, check_voxel_size
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +31,7 @@ TIFF_SUFFIXES = (".tif", ".tiff")
 #: Largest number of channels first in a 4-D array without axes metadata.
 MAX_UNLABELLED_CHANNELS = 4
 _AXES_HINT = "save it as an ImageJ hyperstack or OME-TIFF with (C, Z, Y, X) or (Z, C, Y, X) axes"
+_EXPORT_AGAIN = "copy or export the file again"
 
 
 @dataclass(frozen=True)
@@ -200,6 +199,27 @@ def _check_complete(name: str, tif: tifffile.TiffFile, series: tifffile.TiffPage
         raise InputError(f"{name}: the ImageJ stack is truncated or corrupted; export it again")
 
 
+class _TruncatedError(InputError):
+    """The file is cut short or its structure is damaged."""
+
+
+def _truncated(name: str, detail: str) -> _TruncatedError:
+    return _TruncatedError(f"{name} is truncated or corrupted ({detail}); {_EXPORT_AGAIN}")
+
+
+def _check_data_in_file(name: str, tif: tifffile.TiffFile, series: tifffile.TiffPageSeries) -> None:
+    """Refuse a series whose image data reach past the end of the file (a cut-off copy)."""
+    size = int(tif.filehandle.size)
+    end = 0
+    for page in series.pages:
+        if page is None:
+            continue
+        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+            end = max(end, int(offset) + int(count))
+    if end > size:
+        raise _truncated(name, f"its image data run to byte {end:,} but the file has {size:,}")
+
+
 def _read_channel_planes(
     tif: tifffile.TiffFile,
     series: tifffile.TiffPageSeries,
@@ -283,6 +303,8 @@ def read_stack(
     channels: tuple[int, int] | None = None,
     max_voxels: int = DEFAULT_MAX_VOXELS,
     voxel_size: tuple[float, float, float] | None = None,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+    decode: bool = True,
 ) -> Stack:
     """Read a 3D stack with one or two channels (or pick two) from a TIFF file.
 
@@ -300,6 +322,12 @@ def read_stack(
         (z, y, x) in µm, used instead of the file's metadata. When neither gives one, the
         stack's ``voxel_size`` is None and a warning says which Z step distances assume
         (:func:`~segmentation.io.voxel_size.voxel_size_for_distances`).
+    max_decoded_bytes : int
+        Largest accepted size of the file's decoded data, checked from its header before
+        decoding (:func:`~segmentation.io.decoded_size.check_decoded_size`).
+    decode : bool
+        False checks everything the header tells (no values are decoded) and returns a
+        read-only all-zero ``image`` of the right shape that takes no memory.
 
     Returns
     -------
@@ -315,24 +343,40 @@ def read_stack(
         are ambiguous or out of range.
     """
     path = Path(path)
+    max_voxels = check_max_voxels(max_voxels)
+    given_voxel_size = None if voxel_size is None else check_voxel_size(voxel_size)
     _check_path(path)
     name = path.name
-    try:
-        with tifffile.TiffFile(path) as tif:
-            stack = _read_open_tiff(name, tif, channels, max_voxels)
-    except InputError:
-        raise
-    except MemoryError as error:
-        message = f"{name}: not enough memory to read the stack; crop it or use a larger machine"
-        raise InputError(message) from error
-    except Exception as error:
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(
-            f"{name} is not a readable TIFF file or is truncated ({detail}); "
-            "check the file or export it again"
-        ) from error
-    if voxel_size is not None:
-        return replace(stack, voxel_size=checked_voxel_size(voxel_size))
+    with tifffile_messages() as messages:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                check_decoded_size(name, tif, max_decoded_bytes)
+                stack = _read_open_tiff(name, tif, channels, max_voxels, decode)
+        except MemoryError as error:
+            message = (
+                f"{name}: not enough memory to read the stack; crop it or use a larger machine"
+            )
+            raise InputError(message) from error
+        except Exception as error:
+            # what tifffile logged about the file's structure is the real problem; a
+            # reading failure or an odd shape (a "2-D image") only follows from it
+            problem = first_problem(messages)
+            if isinstance(error, _TruncatedError):
+                raise
+            if problem is not None:
+                raise _truncated(name, problem) from error
+            if isinstance(error, InputError):
+                raise
+            detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise InputError(
+                f"{name} is not a readable TIFF file or is truncated ({detail}); "
+                f"{_EXPORT_AGAIN}"
+            ) from error
+        problem = first_problem(messages)
+    if problem is not None:
+        raise _truncated(name, problem)
+    if given_voxel_size is not None:
+        return replace(stack, voxel_size=given_voxel_size)
     if stack.voxel_size is None:
         message = (
             f"{name} records no voxel size: distances assume a Z step of "
@@ -349,10 +393,15 @@ def _read_open_tiff(
     tif: tifffile.TiffFile,
     channels: tuple[int, int] | None,
     max_voxels: int,
+    decode: bool = True,
 ) -> Stack:
+    if not tif.pages:
+        size = int(tif.filehandle.size)
+        raise _truncated(name, f"no image directory in its {size:,} bytes")
     if not tif.series:
         raise InputError(f"{name} contains no image; check the file")
     series = tif.series[0]
+    _check_data_in_file(name, tif, series)
     _check_complete(name, tif, series)
     axes = series.get_axes(False)
     shape = tuple(int(size) for size in series.get_shape(False))
@@ -380,13 +429,16 @@ def _read_open_tiff(
             "(--max-voxels)"
         )
     selected, warnings = _select_channels(name, size.get("C", 1), channels)
+    source_axes = "".join(role for role in roles if role is not None)
+    if not decode:
+        image = np.broadcast_to(np.float32(0), (2, size["Z"], size["Y"], size["X"]))
+        return Stack(image, voxel_size_from_tiff(tif), source_axes, str(dtype), warnings)
     image = np.empty((2, size["Z"], size["Y"], size["X"]), dtype=np.float32)
     cache: dict[str, np.ndarray] = {}
     for out_index, channel in enumerate(selected):
         if not _read_channel_planes(tif, series, shape, roles, channel, image[out_index]):
             _read_channel_whole(tif, series, shape, roles, channel, cache, image[out_index])
     _validate_values(name, image, selected)
-    source_axes = "".join(role for role in roles if role is not None)
     return Stack(
         image=image,
         voxel_size=voxel_size_from_tiff(tif),

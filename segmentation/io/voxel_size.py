@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Sequence
 from pathlib import Path
 
 import tifffile
 
-from segmentation.errors import InputError
+from segmentation.io.tifffile_log import tifffile_messages
+from segmentation.parameters import VoxelSize
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +31,6 @@ MICROMETRES_PER_UNIT = {
     "å": 1e-4,
     "angstrom": 1e-4,
 }
-
-VoxelSize = tuple[float, float, float]
 
 
 def _unit_scale(unit: object) -> float | None:
@@ -121,7 +119,7 @@ def voxel_size_from_tiff(tif: tifffile.TiffFile) -> VoxelSize | None:
 
 def read_voxel_size(path: str | Path) -> VoxelSize | None:
     """Voxel size (z, y, x) in µm of a TIFF file (ImageJ or OME metadata), or None."""
-    with tifffile.TiffFile(path) as tif:
+    with tifffile_messages(), tifffile.TiffFile(path) as tif:
         return voxel_size_from_tiff(tif)
 
 
@@ -129,41 +127,6 @@ def read_voxel_size(path: str | Path) -> VoxelSize | None:
 #: stacks are imaged with a Z step about 4-8 times the XY pixel size; treating such a
 #: stack as isotropic costs most of its cells (F1 0.89 -> 0.36 on a tuning phantom).
 ASSUMED_Z_STEP_IN_PIXELS = 5.0
-
-
-def parse_voxel_size(text: str) -> VoxelSize:
-    """Parse ``"Z,Y,X"`` (micrometres) such as ``"0.8,0.2,0.2"`` into a voxel size.
-
-    Raises
-    ------
-    InputError
-        Unless the text is three positive, finite numbers separated by commas.
-    """
-    try:
-        values = tuple(float(part) for part in str(text).replace(" ", "").split(","))
-    except ValueError:
-        values = ()
-    return checked_voxel_size(values, shown=repr(text))
-
-
-def checked_voxel_size(values: Sequence[float], shown: str | None = None) -> VoxelSize:
-    """``values`` as a voxel size, if they are three positive, finite numbers.
-
-    Raises
-    ------
-    InputError
-        Otherwise; the message shows ``shown`` (default: the values) as what was given.
-    """
-    try:
-        floats = tuple(float(value) for value in values)
-    except (TypeError, ValueError):
-        floats = ()
-    if len(floats) != 3 or not all(0 < value < float("inf") for value in floats):
-        raise InputError(
-            "voxel size must be three positive numbers Z,Y,X in µm (e.g. 0.8,0.2,0.2), "
-            f"got {shown if shown is not None else tuple(values)}"
-        )
-    return floats  # type: ignore[return-value]
 
 
 def voxel_size_for_distances(voxel_size: VoxelSize | None) -> VoxelSize:
