@@ -158,11 +158,11 @@ def build_ui(
         try:
             request = build_request(
                 threshold=threshold,
-                footprint=int(footprint),
+                footprint=footprint,
                 cutoff=cutoff,
                 method=method,
-                min_size=int(min_size or 0),
-                max_size=int(max_size or 0) or None,
+                min_size=min_size or 0,
+                max_size=max_size or None,
                 min_volume_um3=min_volume_um3 or None,
                 max_volume_um3=max_volume_um3 or None,
                 fragment_ratio=fragment_ratio,
