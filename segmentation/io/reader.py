@@ -80,11 +80,15 @@ def _check_path(path: Path) -> None:
     if not path.exists():
         raise InputError(f"file not found: {path}; check the path")
     if not path.is_file():
-        raise InputError(f"{path} is not a file; give the path of a .tif or .tiff stack")
+        raise InputError(
+            f"{path} is not a file; give the path of a .tif, .tiff or .nd2 stack or of an "
+            "OME-Zarr (.zarr) folder"
+        )
     if path.suffix.lower() not in TIFF_SUFFIXES:
         raise InputError(
             f"{path.name}: unsupported file type {path.suffix!r}; "
-            "germseg reads .tif/.tiff stacks (convert the file to TIFF first)"
+            "germseg reads .tif/.tiff and .nd2 stacks and OME-Zarr (.zarr) folders "
+            "(convert the file to TIFF first)"
         )
 
 
@@ -306,13 +310,15 @@ def read_stack(
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
     decode: bool = True,
 ) -> Stack:
-    """Read a 3D stack with one or two channels (or pick two) from a TIFF file.
+    """Read a 3D stack with one or two channels (or pick two) from a TIFF, ND2 or OME-Zarr.
 
     Parameters
     ----------
     path : str or Path
         A ``.tif``/``.tiff`` file: (C, Z, Y, X), an ImageJ (Z, C, Y, X) hyperstack, OME-TIFF,
         or single-channel (Z, Y, X). Singleton axes (e.g. T or S of size 1) are ignored.
+        Also an ``.nd2`` file or an OME-Zarr ``.zarr`` folder, whose metadata name the axes
+        (:func:`~segmentation.io.formats.non_tiff_reader`).
     channels : (int, int), optional
         Source channels to use as model inputs 0 and 1. Required when the stack has more
         than two channels; with two channels it may reorder them.
@@ -324,7 +330,8 @@ def read_stack(
         (:func:`~segmentation.io.voxel_size.voxel_size_for_distances`).
     max_decoded_bytes : int
         Largest accepted size of the file's decoded data, checked from its header before
-        decoding (:func:`~segmentation.io.decoded_size.check_decoded_size`).
+        decoding (:func:`~segmentation.io.decoded_size.check_decoded_size`). TIFF only: an
+        ND2 or OME-Zarr stack decodes only the two channels read, which ``max_voxels`` bounds.
     decode : bool
         False checks everything the header tells (no values are decoded) and returns a
         read-only all-zero ``image`` of the right shape that takes no memory.
@@ -345,6 +352,12 @@ def read_stack(
     path = Path(path)
     max_voxels = check_max_voxels(max_voxels)
     given_voxel_size = None if voxel_size is None else check_voxel_size(voxel_size)
+    from segmentation.io.formats import non_tiff_reader  # it imports this module
+
+    read_other_format = non_tiff_reader(path)
+    if read_other_format is not None:
+        stack = read_other_format(path, channels=channels, max_voxels=max_voxels, decode=decode)
+        return _with_voxel_size(path.name, stack, given_voxel_size)
     _check_path(path)
     name = path.name
     with tifffile_messages() as messages:
@@ -375,6 +388,13 @@ def read_stack(
         problem = first_problem(messages)
     if problem is not None:
         raise _truncated(name, problem)
+    return _with_voxel_size(name, stack, given_voxel_size)
+
+
+def _with_voxel_size(
+    name: str, stack: Stack, given_voxel_size: tuple[float, float, float] | None
+) -> Stack:
+    """The stack with the given voxel size, or a warning when neither it nor the file has one."""
     if given_voxel_size is not None:
         return replace(stack, voxel_size=given_voxel_size)
     if stack.voxel_size is None:
