@@ -660,8 +660,9 @@ def _run_serve(arguments: argparse.Namespace) -> int:
         _error(f"the web app needs its extra dependencies ({error}): pip install 'germseg[app]'")
         return EXIT_BAD_INPUT
     try:
-        results_dir = Settings.from_environment(results_dir=arguments.results_dir).results_dir
-        check_results_dir(results_dir)
+        settings = Settings.from_environment(results_dir=arguments.results_dir)
+        check_results_dir(settings.results_dir)
+        check_max_voxels(settings.max_voxels)
         serve(
             arguments.host,
             arguments.port,

@@ -169,3 +169,11 @@ def test_serve_reaches_the_server_with_a_usable_results_dir(tmp_path, no_server)
     with pytest.raises(AssertionError, match="the server was started"):
         main(["serve", "--results-dir", str(tmp_path / "results")])
     assert (tmp_path / "results").is_dir()
+
+
+def test_serve_with_a_bad_voxel_limit_is_one_line(tmp_path, no_server, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("GERMSEG_MAX_VOXELS", "0")
+    assert main(["serve", "--results-dir", str(tmp_path / "results")]) == 2
+    assert capsys.readouterr().err == (
+        "error: max_voxels must be a whole number of voxels from 1 to 4,294,967,296, got 0\n"
+    )
