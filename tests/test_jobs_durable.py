@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from segmentation.model import LoadedModel
 from segmentation.parameters import InferenceParameters, SegmentationParameters
@@ -19,7 +21,13 @@ from segmentation.synthetic import write_phantom
 
 pytest.importorskip("fastapi")
 
-from app.jobs import RECORD_NAME, JobManager, JobRequest, JobStateError  # noqa: E402
+from app.jobs import (  # noqa: E402
+    RECORD_NAME,
+    RETRY_AFTER_SECONDS,
+    JobManager,
+    JobRequest,
+    JobStateError,
+)
 from app.settings import Settings  # noqa: E402
 
 SMALL_SHAPE = (16, 96, 96)
@@ -213,3 +221,49 @@ def test_sigkill_during_a_job_loses_nothing(
         assert conflict.status_code == 409 and "only interrupted or failed" in conflict.text
         missing = httpx.post(f"{url}/api/jobs/{'0' * 32}/resubmit")
         assert missing.status_code == 404
+
+
+class _BlockedNetwork(torch.nn.Module):
+    """Waits for a gate before each forward pass, so that jobs pile up in the queue."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.gate = threading.Event()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.gate.wait(30)
+        return self.network(x)
+
+
+def test_a_full_queue_answers_503_with_retry_after(
+    tiny_model: LoadedModel, small_stack: Path, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from app.server import create_app
+
+    blocked = _BlockedNetwork(tiny_model.network)
+    model = LoadedModel(blocked, tiny_model.card, tiny_model.device)
+    settings = Settings(results_dir=tmp_path / "results", max_queue=1)
+    with TestClient(create_app(model, settings)) as client:
+        try:
+            def post() -> httpx.Response:
+                with open(small_stack, "rb") as handle:
+                    return client.post("/api/segment", files={"file": ("s.tif", handle)},
+                                       data=FAST_FORM)
+
+            running = post().json()["job_id"]
+            deadline = time.monotonic() + 30
+            while client.get(f"/api/jobs/{running}").json()["status"] == "queued":
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            assert post().status_code == 202
+            refused = post()
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
+            assert refused.json()["detail"] == (
+                f"1 jobs are already waiting; try again in {RETRY_AFTER_SECONDS} s"
+            )
+        finally:
+            blocked.gate.set()
