@@ -28,6 +28,7 @@ from segmentation.parameters import (
     DEFAULT_MAX_VOXELS,
     DEFAULT_METHOD,
     DEFAULT_MIN_SIZE,
+    DEFAULT_OUTPUT_FORMAT,
     DEFAULT_OVERLAP,
     DEFAULT_PATCH,
     DEFAULT_RIM_DISTANCE,
@@ -41,6 +42,7 @@ from segmentation.parameters import (
     MAX_PATCH_VOXELS,
     MAX_RIM_DISTANCE,
     METHODS,
+    OUTPUT_FORMATS,
     PATCH_MULTIPLE,
     InferenceParameters,
     SegmentationParameters,
@@ -90,11 +92,13 @@ def _choices(choices: Sequence[str]) -> str:
 def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "segment",
-        help="segment TIFF stacks into one label per cell",
-        description="Writes <stem>_labels.tif, <stem>_boundaries.tif, <stem>_preview.gif and "
-        "<stem>_cells.csv per input into --out.",
+        help="segment TIFF, ND2 or OME-Zarr stacks into one label per cell",
+        description="Reads .tif/.tiff and .nd2 files and OME-Zarr (.zarr, .ome.zarr) folders. "
+        "Writes <stem>_labels.tif, <stem>_boundaries.tif, <stem>_preview.gif and "
+        "<stem>_cells.csv per input into --out (with --format ome-zarr, <stem>.ome.zarr "
+        "instead of the two TIFFs).",
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="IN.tif")
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="IN.tif|IN.nd2|IN.zarr")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR")
     parser.add_argument(
         "--threshold",
@@ -225,6 +229,14 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         help="largest stack accepted, in voxels Z*Y*X (default %(default)s)",
     )
     parser.add_argument("--no-gif", action="store_true", help="do not write the GIF preview")
+    parser.add_argument(
+        "--format",
+        default=DEFAULT_OUTPUT_FORMAT,
+        metavar=_choices(OUTPUT_FORMATS),
+        help="labels and boundaries as two TIFF files, or as one OME-Zarr folder "
+        "<stem>.ome.zarr (boundary probability image, labels in labels/cells) that napari "
+        "opens with a labels layer (default %(default)s)",
+    )
     parser.set_defaults(handler=_run_segment)
 
 
@@ -233,7 +245,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
 
     from segmentation.io import parse_channels
     from segmentation.model import load_model
-    from segmentation.outputs import output_stems
+    from segmentation.outputs import check_output_format, output_stems
     from segmentation.pipeline import segment_file
 
     try:
@@ -264,6 +276,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
             None if arguments.voxel_size is None else parse_voxel_size(arguments.voxel_size)
         )
         max_voxels = check_max_voxels(arguments.max_voxels)
+        output_format = check_output_format(arguments.format)
         model = load_model(arguments.weights, device=arguments.device)
     except GermsegError as error:
         _error(str(error))
@@ -291,6 +304,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
                 progress=progress,
                 stem=stem,
                 voxel_size=voxel_size,
+                format=output_format,
             )
         except GermsegError as error:
             _error(f"{path}: {error}")
@@ -302,10 +316,10 @@ def _run_segment(arguments: argparse.Namespace) -> int:
         for warning in result.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
-        print(
-            f"{path}: {result.n_cells} cells ({timings}) -> {arguments.out / stem}_*",
-            file=sys.stderr,
-        )
+        written = f"{arguments.out / stem}_*"
+        if output_format == "ome-zarr":
+            written = f"{arguments.out / stem}.ome.zarr and {written}"
+        print(f"{path}: {result.n_cells} cells ({timings}) -> {written}", file=sys.stderr)
     return status
 
 

@@ -19,9 +19,13 @@ from segmentation.errors import InputError
 PartitionMethod = Literal["agglomeration", "multicut"]
 Device = Literal["auto", "cpu", "cuda"]
 Autocast = Literal["auto", "none", "bf16", "fp16"]
+#: Format of the labels and boundaries: two TIFF files, or one OME-Zarr folder.
+OutputFormat = Literal["tiff", "ome-zarr"]
 METHODS: tuple[str, ...] = get_args(PartitionMethod)
 DEVICES: tuple[str, ...] = get_args(Device)
 AUTOCASTS: tuple[str, ...] = get_args(Autocast)
+OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
+DEFAULT_OUTPUT_FORMAT: OutputFormat = "tiff"
 
 #: Boundary probability above which a voxel counts as boundary for the distance transform.
 DEFAULT_THRESHOLD = 0.8

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -31,14 +32,18 @@ from segmentation.io import Stack, normalize_percentile, read_stack, voxel_size_
 from segmentation.model import LoadedModel
 from segmentation.outputs import (
     cell_table,
+    check_output_format,
     output_paths,
+    stack_stem,
     write_boundaries,
     write_cell_table,
     write_labels,
+    write_ome_zarr,
     write_preview_gif,
 )
 from segmentation.parameters import (
     DEFAULT_MAX_VOXELS,
+    DEFAULT_OUTPUT_FORMAT,
     InferenceParameters,
     SegmentationParameters,
 )
@@ -349,26 +354,41 @@ def write_outputs(
     result: SegmentationResult,
     *,
     gif: bool = True,
+    format: str = DEFAULT_OUTPUT_FORMAT,
 ) -> dict[str, Path]:
     """Write ``<stem>_labels.tif``, ``_boundaries.tif``, ``_preview.gif`` and ``_cells.csv``.
 
-    Each file is written under its name plus :data:`PARTIAL_SUFFIX` and renamed when all
-    are complete, so a half-written output never carries an output's name.
+    With ``format="ome-zarr"`` the labels and boundaries go into one ``<stem>.ome.zarr``
+    folder instead (:func:`~segmentation.outputs.write_ome_zarr`). Each output is written
+    under its name plus :data:`PARTIAL_SUFFIX` and renamed when all are complete, so a
+    half-written output never carries an output's name (a previous ``.ome.zarr`` is
+    removed just before its replacement is renamed).
 
     Returns
     -------
     dict of str to Path
-        Keys ``labels``, ``boundaries``, ``cells`` and, when ``gif``, ``preview``.
+        Keys ``labels`` and ``boundaries`` (``ome_zarr`` for OME-Zarr), ``cells`` and, when
+        ``gif``, ``preview`` (:func:`~segmentation.outputs.output_paths`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = output_paths(out_dir, stem)
+    paths = output_paths(out_dir, stem, format)
     if not gif:
         paths.pop("preview")
     partial = {kind: path.with_name(path.name + PARTIAL_SUFFIX) for kind, path in paths.items()}
     try:
-        write_labels(partial["labels"], result.labels, stack.voxel_size)
-        write_boundaries(partial["boundaries"], prediction.boundary_probability, stack.voxel_size)
+        if format == "ome-zarr":
+            write_ome_zarr(
+                partial["ome_zarr"],
+                result.labels,
+                prediction.boundary_probability,
+                stack.voxel_size,
+            )
+        else:
+            write_labels(partial["labels"], result.labels, stack.voxel_size)
+            write_boundaries(
+                partial["boundaries"], prediction.boundary_probability, stack.voxel_size
+            )
         rows = cell_table(
             result.labels, stack.image, stack.voxel_size, neighbours=result.neighbours
         )
@@ -378,11 +398,26 @@ def write_outputs(
                 partial["preview"], stack.image[1], result.labels, prediction.boundary_probability
             )
         for kind, path in paths.items():
-            os.replace(partial[kind], path)
+            _replace_output(partial[kind], path)
     finally:
         for path in partial.values():
-            path.unlink(missing_ok=True)
+            _remove_output(path)
     return paths
+
+
+def _remove_output(path: Path) -> None:
+    """Delete an output file, or folder (an OME-Zarr), if it exists."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _replace_output(source: Path, target: Path) -> None:
+    """Rename a written output to its name; a folder replaces a previous one there."""
+    if source.is_dir():
+        _remove_output(target)
+    os.replace(source, target)
 
 
 def segment_file(
@@ -398,21 +433,26 @@ def segment_file(
     progress: ProgressCallback | None = None,
     stem: str | None = None,
     voxel_size: tuple[float, float, float] | None = None,
+    format: str = DEFAULT_OUTPUT_FORMAT,
 ) -> FileResult:
-    """Read one TIFF stack, segment it and write the four outputs into ``out_dir``.
+    """Read one TIFF, ND2 or OME-Zarr stack, segment it and write its outputs into ``out_dir``.
 
-    The outputs are named ``<stem>_labels.tif`` etc., ``stem`` being the file's name
-    without its extension unless given (see :func:`segmentation.outputs.output_stems` for
-    several stacks whose names clash). ``voxel_size`` ((z, y, x) in µm) replaces the file's;
-    without either, distances assume the usual germline Z step
-    (:func:`segmentation.io.voxel_size_for_distances`) and µm³ size limits are refused.
+    The outputs are named ``<stem>_labels.tif`` etc. (``<stem>.ome.zarr`` for the labels and
+    boundaries with ``format="ome-zarr"``), ``stem`` being the file's name without its
+    extension (:func:`segmentation.outputs.stack_stem`) unless given (see
+    :func:`segmentation.outputs.output_stems` for several stacks whose names clash).
+    ``voxel_size`` ((z, y, x) in µm) replaces the file's; without either, distances assume
+    the usual germline Z step (:func:`segmentation.io.voxel_size_for_distances`) and µm³
+    size limits are refused.
 
     Raises
     ------
     segmentation.errors.InputError
-        When the file cannot be read as a stack; the message is one line for the user.
+        When the file cannot be read as a stack or ``format`` is not one of
+        :data:`segmentation.parameters.OUTPUT_FORMATS`; the message is one line for the user.
     """
     path = Path(path)
+    check_output_format(format)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     stack = read_stack(path, channels=channels, max_voxels=max_voxels, voxel_size=voxel_size)
@@ -427,6 +467,8 @@ def segment_file(
     )
     timings.update(result.timings)
     start = time.perf_counter()
-    paths = write_outputs(out_dir, stem or path.stem, stack, prediction, result, gif=gif)
+    paths = write_outputs(
+        out_dir, stem or stack_stem(path), stack, prediction, result, gif=gif, format=format
+    )
     timings["outputs"] = time.perf_counter() - start
     return FileResult(path, paths, result.n_cells, timings, prediction.device, stack.warnings)

@@ -14,17 +14,22 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import tifffile
+import torch
 import zarr
 from ome_zarr.format import FormatV04, FormatV05
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 from ome_zarr.writer import write_image
 
+from segmentation.cli import main
 from segmentation.errors import InputError
 from segmentation.io import read_stack
 from segmentation.io.formats import is_stack_path, non_tiff_reader
 from segmentation.io.nd2_file import nd2_voxel_size, read_nd2, stack_from_nd2
+from segmentation.model import ModelCard, build_network, save_checkpoint
 from segmentation.outputs.ome_zarr_output import LABELS_NAME, write_ome_zarr
+from segmentation.synthetic import write_phantom
 
 UM = "micrometer"
 #: What ``nd2.ND2File.voxel_size`` returns: a named tuple in x, y, z order.
@@ -260,3 +265,53 @@ def test_ome_zarr_output_opens_as_image_with_labels(tmp_path):
         ]
     # and germseg reads its own output back with the voxel size
     assert read_stack(path).voxel_size == pytest.approx((2.0, 0.5, 0.25))
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A randomly initialised small UNet3D (foreground everywhere) with its model card."""
+    torch.manual_seed(0)
+    card = ModelCard(name="tiny-random", f_maps=8, num_levels=3)
+    network = build_network(card)
+    with torch.no_grad():
+        network.final_conv.bias[card.foreground_channel] = 4.0
+    return save_checkpoint(tmp_path_factory.mktemp("weights") / "tiny.pt", network, card, 0)
+
+
+def test_cli_reads_ome_zarr_and_writes_ome_zarr_labels(tmp_path, tiny_weights, capsys):
+    phantom = tmp_path / "phantom"
+    write_phantom(phantom, shape=(8, 64, 64), seed=3)
+    image = tifffile.imread(phantom / "image.tif")
+    source = tmp_path / "gonad.ome.zarr"
+    _write_ome_zarr_image(source, image, "czyx", (1.0, 2.0, 0.25, 0.25))
+    out = tmp_path / "out"
+    command = ["segment", str(source), "--out", str(out), "--weights", str(tiny_weights),
+               "--patch", "8,64,64", "--min-size", "1", "--no-gif", "--format", "ome-zarr"]
+
+    assert main(command) == 0
+    assert main(command) == 0  # a second run replaces the first one's folder
+
+    assert sorted(path.name for path in out.iterdir()) == ["gonad.ome.zarr", "gonad_cells.csv"]
+    assert f"-> {out / 'gonad'}.ome.zarr and {out / 'gonad'}_*" in capsys.readouterr().err
+    nodes = list(Reader(parse_url(out / "gonad.ome.zarr"))())
+    (label_node,) = [
+        node for node in nodes if "Label" in [type(spec).__name__ for spec in node.specs]
+    ]
+    labels = np.asarray(label_node.data[0])
+    assert labels.shape == (8, 64, 64) and labels.dtype.kind == "u" and labels.max() > 0
+    assert label_node.metadata["coordinateTransformations"][0] == [
+        {"type": "scale", "scale": [2.0, 0.25, 0.25]}
+    ]
+    assert {axis["unit"] for axis in label_node.metadata["axes"]} == {UM}
+    boundaries = np.asarray(nodes[0].data[0])
+    assert boundaries.dtype == np.float32 and 0.0 <= boundaries.min() <= boundaries.max() <= 1.0
+    n_rows = len((out / "gonad_cells.csv").read_text().splitlines()) - 1
+    assert n_rows == len(np.unique(labels[labels > 0]))
+
+
+def test_cli_refuses_an_unknown_output_format_before_loading_the_model(tmp_path, capsys):
+    status = main(["segment", "x.tif", "--out", str(tmp_path), "--format", "png",
+                   "--weights", str(tmp_path / "missing.pt")])
+    assert status == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "error: unknown format 'png': use tiff or ome-zarr"

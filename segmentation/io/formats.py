@@ -25,15 +25,6 @@ def is_stack_path(path: str | Path) -> bool:
     return suffix in STACK_SUFFIXES and path.is_file()
 
 
-def stack_stem(path: str | Path) -> str:
-    """A stack's name without its suffix; ``a.ome.zarr`` gives ``a`` (not ``a.ome``)."""
-    path = Path(path)
-    stem = path.stem
-    if path.suffix.lower() == ZARR_SUFFIX and stem.lower().endswith(".ome"):
-        return stem[: -len(".ome")]
-    return stem
-
-
 def non_tiff_reader(path: str | Path) -> StackReader | None:
     """The reader of an ND2 file or OME-Zarr folder, by suffix; None for other paths.
 
