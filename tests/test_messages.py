@@ -177,3 +177,15 @@ def test_serve_with_a_bad_voxel_limit_is_one_line(tmp_path, no_server, monkeypat
     assert capsys.readouterr().err == (
         "error: max_voxels must be a whole number of voxels from 1 to 4,294,967,296, got 0\n"
     )
+
+
+def test_a_voxel_size_in_the_file_outside_the_limits_is_refused(tmp_path) -> None:
+    path = tmp_path / "far.tif"
+    tifffile.imwrite(path, IMAGE.transpose(1, 0, 2, 3), imagej=True,
+                     metadata={"axes": "ZCYX", "spacing": 1e300, "unit": "um"},
+                     resolution=(10.0, 10.0))
+    assert reader_message(path) == (
+        "far.tif records a voxel size of 1e+300,0.1,0.1 µm, outside 0.001 to 1000 µm per "
+        "axis; give the voxel size (Z,Y,X in µm) instead"
+    )
+    assert read_stack(path, voxel_size=(1.0, 0.1, 0.1)).voxel_size == (1.0, 0.1, 0.1)

@@ -23,7 +23,13 @@ from segmentation.errors import InputError
 from segmentation.io.decoded_size import DEFAULT_MAX_DECODED_BYTES, check_decoded_size
 from segmentation.io.tifffile_log import first_problem, tifffile_messages
 from segmentation.io.voxel_size import ASSUMED_Z_STEP_IN_PIXELS, voxel_size_from_tiff
-from segmentation.parameters import DEFAULT_MAX_VOXELS, check_max_voxels, check_voxel_size
+from segmentation.parameters import (
+    DEFAULT_MAX_VOXELS,
+    MAX_VOXEL_SIZE_UM,
+    MIN_VOXEL_SIZE_UM,
+    check_max_voxels,
+    check_voxel_size,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -394,7 +400,13 @@ def read_stack(
 def _with_voxel_size(
     name: str, stack: Stack, given_voxel_size: tuple[float, float, float] | None
 ) -> Stack:
-    """The stack with the given voxel size, or a warning when neither it nor the file has one."""
+    """The stack with the given voxel size, or a warning when neither it nor the file has one.
+
+    Raises
+    ------
+    InputError
+        When the file's voxel size (and none is given) lies outside the voxel-size limits.
+    """
     if given_voxel_size is not None:
         return replace(stack, voxel_size=given_voxel_size)
     if stack.voxel_size is None:
@@ -405,6 +417,12 @@ def _with_voxel_size(
         )
         logger.info(message)
         return replace(stack, warnings=(*stack.warnings, message))
+    if not all(MIN_VOXEL_SIZE_UM <= size <= MAX_VOXEL_SIZE_UM for size in stack.voxel_size):
+        recorded = ",".join(f"{size:g}" for size in stack.voxel_size)
+        raise InputError(
+            f"{name} records a voxel size of {recorded} µm, outside {MIN_VOXEL_SIZE_UM:g} to "
+            f"{MAX_VOXEL_SIZE_UM:g} µm per axis; give the voxel size (Z,Y,X in µm) instead"
+        )
     return stack
 
 
