@@ -653,7 +653,10 @@ def _interrupt(job: Job) -> None:
     job.error = INTERRUPTED_REASON.format(job_id=job.id)
     job.finished = time.time()
     for partial in job.directory.glob(f"*{PARTIAL_SUFFIX}"):
-        partial.unlink(missing_ok=True)
+        if partial.is_dir():
+            shutil.rmtree(partial, ignore_errors=True)
+        else:
+            partial.unlink(missing_ok=True)
 
 
 def _reset(job: Job) -> None:
