@@ -83,7 +83,7 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
 
     @router.post("/segment", status_code=202)
     def segment(
-        file: Annotated[UploadFile, File(description="Two-channel 3D stack (.tif/.tiff)")],
+        file: Annotated[UploadFile, File(description="Two-channel 3D stack (.tif/.tiff or .nd2)")],
         threshold: Annotated[float, Form()] = DEFAULT_THRESHOLD,
         footprint: Annotated[int, Form()] = DEFAULT_FOOTPRINT,
         cutoff: Annotated[float, Form()] = DEFAULT_CUTOFF,

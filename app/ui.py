@@ -244,9 +244,9 @@ def build_ui(
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
                 files = gr.File(
-                    label="TIFF stacks (C, Z, Y, X)",
+                    label="TIFF or ND2 stacks (C, Z, Y, X)",
                     file_count="multiple",
-                    file_types=[".tif", ".tiff"],
+                    file_types=[".tif", ".tiff", ".nd2"],
                     height=160,
                 )
                 example_button = gr.Button(

@@ -315,3 +315,17 @@ def test_cli_refuses_an_unknown_output_format_before_loading_the_model(tmp_path,
     assert status == 2
     error = capsys.readouterr().err.strip()
     assert error == "error: unknown format 'png': use tiff or ome-zarr"
+
+
+def test_rest_upload_of_an_nd2_file_goes_to_the_nd2_reader(tmp_path, tiny_model):
+    testclient = pytest.importorskip("fastapi.testclient")
+    from app.server import create_app
+    from app.settings import Settings
+
+    fake = tmp_path / "gonad.nd2"
+    fake.write_bytes(b"not an nd2 file" * 10)
+    settings = Settings(results_dir=tmp_path / "results", max_upload_mb=1)
+    with testclient.TestClient(create_app(tiny_model, settings)) as client, fake.open("rb") as f:
+        response = client.post("/api/segment", files={"file": ("gonad.nd2", f)})
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("gonad.nd2 is not a readable ND2 file")
