@@ -89,8 +89,9 @@ class AugmentationConfig:
         Probability of changing how bright the faces between cells are, per channel: the
         boundary target (``targets[0]``), slightly blurred, times the channel's median
         level in the cells (``targets[1]``, the foreground, where given: then only faces
-        at least 3 px from the background change) and a gain from ``face_contrast_range`` is added (shot noise
-        included for added light), as a stronger or weaker membrane stain would. Real
+        at least 3 px from the background change) and a gain from ``face_contrast_range``
+        is added (shot noise included for added light), as a stronger or weaker membrane
+        stain would. Real
         stacks' faces stand 0.5-0.7 interior standard deviations above the interior; this
         lets training see from about half to twice that.
     face_contrast_range : (float, float)
