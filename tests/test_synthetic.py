@@ -126,3 +126,9 @@ def test_write_phantom_of_three_or_four_planes_is_grey_not_rgb(tmp_path, planes)
         with tifffile.TiffFile(path) as tif:
             assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
             assert len(tif.pages) == (2 * planes if path == image_path else planes)
+
+
+@pytest.mark.parametrize("seed", [5, 8, 10])
+def test_small_windows_always_hold_cells(seed):
+    """A window onto the field that would miss every cell is placed again."""
+    assert make_phantom((8, 64, 64), seed=seed).labels.max() > 0

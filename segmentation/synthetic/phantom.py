@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 FIELD_SIZE = 1024
 #: Smallest depth of the virtual stack that a phantom is a window onto.
 STACK_DEPTH = 24
+#: How often a window that holds no cell is placed again.
+WINDOW_TRIES = 10
 
 
 @dataclass(frozen=True)
@@ -107,15 +109,20 @@ def make_phantom(
     centreline = make_centreline(
         rng, field, params.radius_distal, variation, coverage=params.field_coverage
     )
-    origin = (0, 0)
-    if (height, width) != field:
-        origin = _window_origin(rng, centreline.points, field, (height, width), 60.0)
-    margin = int(1.6 * params.radius_proximal) + 8
-    maps = tube_maps(centreline, origin, (height, width), margin)
     stack_depth = max(depth, STACK_DEPTH)
-    z_shift = int(rng.integers(0, stack_depth - depth + 1))
-    profiles = make_profiles(params, centreline, stack_depth, z_shift)
-    layout = build_cells(rng, params, centreline, profiles, maps, depth, origin)
+    margin = int(1.6 * params.radius_proximal) + 8
+    # a small window may miss every cell (it lies on the rachis, or in planes above or
+    # below the tube): place it again, up to WINDOW_TRIES times
+    for _ in range(WINDOW_TRIES):
+        origin = (0, 0)
+        if (height, width) != field:
+            origin = _window_origin(rng, centreline.points, field, (height, width), 60.0)
+        maps = tube_maps(centreline, origin, (height, width), margin)
+        z_shift = int(rng.integers(0, stack_depth - depth + 1))
+        profiles = make_profiles(params, centreline, stack_depth, z_shift)
+        layout = build_cells(rng, params, centreline, profiles, maps, depth, origin)
+        if layout.labels.max() > 0:
+            break
     cytoplasm, membrane = render_channels(rng, layout, params)
     tissue = ((layout.labels > 0) | layout.rachis).astype(np.float32)
     image = np.stack(
