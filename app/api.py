@@ -29,6 +29,7 @@ from segmentation.parameters import (
     DEFAULT_MIN_SIZE,
     DEFAULT_OVERLAP,
     DEFAULT_PATCH,
+    DEFAULT_RESAMPLE_Z,
     DEFAULT_RIM_DISTANCE,
     DEFAULT_TEST_TIME_FLIP,
     DEFAULT_THRESHOLD,
@@ -124,6 +125,13 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
                 "(about twice as slow)"
             ),
         ] = DEFAULT_TEST_TIME_FLIP,
+        resample_z: Annotated[
+            bool,
+            Form(
+                description="Resample a stack whose Z step lies outside the model's trained "
+                "range along Z for the network (e.g. a nearly isotropic crop)"
+            ),
+        ] = DEFAULT_RESAMPLE_Z,
         channels: Annotated[str | None, Form(description="Source channels I,J")] = None,
         voxel_size: Annotated[
             str | None,
@@ -149,6 +157,7 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
                 patch=patch,
                 overlap=overlap,
                 test_time_flip=test_time_flip,
+                resample_z=resample_z,
                 device=device,
                 devices=devices,
                 channels=channels,

@@ -33,6 +33,7 @@ from app.prediction_cache import PredictionCache, file_sha256
 from app.settings import Settings
 from segmentation.errors import GermsegError, InputError
 from segmentation.inference import precision_name
+from segmentation.inference.anisotropy import network_planes
 from segmentation.io import Stack, read_stack, voxel_size_for_distances
 from segmentation.model import LoadedModel, resolve_device
 from segmentation.parameters import InferenceParameters, SegmentationParameters
@@ -284,6 +285,7 @@ class Job:
                 "patch": list(self.request.inference.patch),
                 "overlap": self.request.inference.overlap,
                 "test_time_flip": self.request.inference.test_time_flip,
+                "resample_z": self.request.inference.resample_z,
                 "device": self.request.inference.device,
                 "channels": list(self.request.channels) if self.request.channels else None,
                 "voxel_size": list(self.request.voxel_size) if self.request.voxel_size else None,
@@ -590,6 +592,11 @@ class JobManager:
             request.inference.batch_size,
             request.inference.autocast,
             request.inference.test_time_flip,
+            # the planes the network sees: only a voxel size that changes them changes
+            # the prediction (segmentation.inference.anisotropy)
+            network_planes(stack.image.shape[1], stack.voxel_size, model.card.z_step_range)
+            if request.inference.resample_z
+            else stack.image.shape[1],
             job.device,
             str(model.weights_path),
             model.card.name,

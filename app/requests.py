@@ -8,6 +8,7 @@ from segmentation.io import parse_channels
 from segmentation.parameters import (
     DEFAULT_FOREGROUND_SEED_DISTANCE,
     DEFAULT_FRAGMENT_RATIO,
+    DEFAULT_RESAMPLE_Z,
     DEFAULT_RIM_DISTANCE,
     DEFAULT_TEST_TIME_FLIP,
     InferenceParameters,
@@ -33,6 +34,7 @@ def build_request(
     foreground_seed_distance: float = DEFAULT_FOREGROUND_SEED_DISTANCE,
     overlap: float,
     test_time_flip: bool = DEFAULT_TEST_TIME_FLIP,
+    resample_z: bool = DEFAULT_RESAMPLE_Z,
     device: str,
     devices: tuple[str, ...],
     channels: str | None = None,
@@ -81,6 +83,7 @@ def build_request(
         overlap=overlap,
         device=device,
         test_time_flip=test_time_flip,
+        resample_z=resample_z,
     )
     return JobRequest(
         segmentation=segmentation,

@@ -26,6 +26,7 @@ from segmentation.parameters import (
     DEFAULT_METHOD,
     DEFAULT_MIN_SIZE,
     DEFAULT_OVERLAP,
+    DEFAULT_RESAMPLE_Z,
     DEFAULT_RIM_DISTANCE,
     DEFAULT_TEST_TIME_FLIP,
     DEFAULT_THRESHOLD,
@@ -151,6 +152,7 @@ def build_ui(
         foreground_seed_distance: float = DEFAULT_FOREGROUND_SEED_DISTANCE,
         device: str = devices[0],
         voxel_size: str = "",
+        resample_z: bool = DEFAULT_RESAMPLE_Z,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
         if not files:
@@ -171,6 +173,7 @@ def build_ui(
                 patch=patch,
                 overlap=overlap,
                 test_time_flip=test_time_flip,
+                resample_z=resample_z,
                 device=device,
                 devices=devices,
                 voxel_size=voxel_size,
@@ -188,6 +191,7 @@ def build_ui(
             "overlap": overlap,
             "test_time_flip": test_time_flip,
             "device": device,
+            "resample_z": resample_z,
         }
         return preview, selector, downloads, summary, previews, inference
 
@@ -228,6 +232,7 @@ def build_ui(
             foreground_seed_distance,
             last_inference["device"],
             voxel_size,
+            last_inference.get("resample_z", DEFAULT_RESAMPLE_Z),
             progress,
         )
 
@@ -287,6 +292,13 @@ def build_ui(
                         label="Test-time flip",
                         info="Also run the network on the Z-flipped stack and average: about "
                         "twice as slow, usually more accurate",
+                    )
+                    resample_z = gr.Checkbox(
+                        DEFAULT_RESAMPLE_Z,
+                        label="Resample Z for the network",
+                        info="A stack whose Z step lies outside what the model was trained "
+                        "on (e.g. a nearly isotropic crop) is resampled along Z for the "
+                        "network; results keep the stack's own planes",
                     )
                     with gr.Row():
                         min_size = gr.Number(
@@ -397,7 +409,15 @@ def build_ui(
             foreground_seed_distance,
         ]
         segment_inputs = [
-            files, *tuning, patch, overlap, test_time_flip, *size_limits, device, voxel_size
+            files,
+            *tuning,
+            patch,
+            overlap,
+            test_time_flip,
+            *size_limits,
+            device,
+            voxel_size,
+            resample_z,
         ]
         enable_resegment = {
             "fn": lambda: gr.Button(interactive=True),

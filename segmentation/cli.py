@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from segmentation import __version__
 from segmentation.errors import GermsegError, InputError
@@ -31,6 +32,7 @@ from segmentation.parameters import (
     DEFAULT_OUTPUT_FORMAT,
     DEFAULT_OVERLAP,
     DEFAULT_PATCH,
+    DEFAULT_RESAMPLE_Z,
     DEFAULT_RIM_DISTANCE,
     DEFAULT_TEST_TIME_FLIP,
     DEFAULT_THRESHOLD,
@@ -50,6 +52,11 @@ from segmentation.parameters import (
     parse_patch,
     parse_voxel_size,
 )
+
+if TYPE_CHECKING:
+    from segmentation.batch import BatchOptions, StackJob, StackOutcome
+    from segmentation.model import LoadedModel
+    from segmentation.pipeline import ProgressCallback
 
 logger = logging.getLogger("segmentation")
 
@@ -96,10 +103,43 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Reads .tif/.tiff and .nd2 files and OME-Zarr (.zarr, .ome.zarr) folders. "
         "Writes <stem>_labels.tif, <stem>_boundaries.tif, <stem>_preview.gif and "
         "<stem>_cells.csv per input into --out (with --format ome-zarr, <stem>.ome.zarr "
-        "instead of the two TIFFs).",
+        "instead of the two TIFFs), and cells.csv: every stack's cells, with a first column "
+        "stack. A FOLDER gives every stack in it. Stacks whose outputs are complete are "
+        "skipped (--overwrite redoes them); a stack that fails is reported in one line and "
+        "the others go on (exit status 2).",
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="IN.tif|IN.nd2|IN.zarr")
+    parser.add_argument(
+        "inputs", nargs="*", type=Path, metavar="IN.tif|IN.nd2|IN.zarr|FOLDER"
+    )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR")
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        metavar="LIST.csv",
+        help="also segment the stacks listed in this CSV's column image (paths relative to "
+        "the CSV)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run on a local Dask cluster of N single-threaded worker processes, each "
+        "loading the model once (default: one stack after another in this process)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on the running Dask cluster of this scheduler, e.g. tcp://host:8786 (its "
+        "workers must see the stacks, --out and --weights at the same paths)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="segment stacks whose outputs in --out are complete too, replacing them",
+    )
     parser.add_argument(
         "--threshold",
         type=float,
@@ -203,6 +243,15 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         "twice the network time, usually more accurate (see BENCHMARKS.md)",
     )
     parser.add_argument(
+        "--no-resample-z",
+        dest="resample_z",
+        action="store_false",
+        default=DEFAULT_RESAMPLE_Z,
+        help="show the network the stack's own planes even when its Z step (voxel size) lies "
+        "outside the range the model was trained on (by default such stacks are resampled "
+        "along Z for the network, e.g. a nearly isotropic crop)",
+    )
+    parser.add_argument(
         "--weights",
         type=Path,
         default=None,
@@ -241,16 +290,15 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_segment(arguments: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from segmentation.batch import BatchOptions, list_stacks, split_complete, stack_jobs
     from segmentation.io import parse_channels
     from segmentation.model import load_model
-    from segmentation.outputs import check_output_format, output_stems
-    from segmentation.pipeline import segment_file
+    from segmentation.outputs import check_output_format
 
+    on_cluster = arguments.scheduler is not None or arguments.workers is not None
     try:
         # every value is checked here, before the model is loaded or a stack read
-        stems = output_stems(arguments.inputs)
+        jobs = stack_jobs(list_stacks(arguments.inputs, arguments.csv, arguments.out))
         segmentation_parameters = SegmentationParameters(
             threshold=arguments.threshold,
             footprint=arguments.footprint,
@@ -270,57 +318,122 @@ def _run_segment(arguments: argparse.Namespace) -> int:
             device=arguments.device,
             autocast=arguments.autocast,
             test_time_flip=arguments.test_time_flip,
+            resample_z=arguments.resample_z,
         )
-        channels = None if arguments.channels is None else parse_channels(arguments.channels)
-        voxel_size = (
-            None if arguments.voxel_size is None else parse_voxel_size(arguments.voxel_size)
+        options = BatchOptions(
+            segmentation_parameters=segmentation_parameters,
+            inference_parameters=inference_parameters,
+            channels=None if arguments.channels is None else parse_channels(arguments.channels),
+            max_voxels=check_max_voxels(arguments.max_voxels),
+            gif=not arguments.no_gif,
+            voxel_size=(
+                None if arguments.voxel_size is None else parse_voxel_size(arguments.voxel_size)
+            ),
+            format=check_output_format(arguments.format),
         )
-        max_voxels = check_max_voxels(arguments.max_voxels)
-        output_format = check_output_format(arguments.format)
-        model = load_model(arguments.weights, device=arguments.device)
+        if on_cluster:
+            from segmentation.batch.cluster import check_cluster_options
+
+            check_cluster_options(arguments.scheduler, arguments.workers)
+            model = None
+        else:
+            model = load_model(arguments.weights, device=arguments.device)
+    except ImportError as error:
+        _error(f"--workers and --scheduler need Dask ({error}): pip install distributed")
+        return EXIT_BAD_INPUT
     except GermsegError as error:
         _error(str(error))
         return EXIT_BAD_INPUT
+    pending, skipped = (
+        (jobs, []) if arguments.overwrite else split_complete(jobs, arguments.out, options)
+    )
+    return _segment_batch(arguments, jobs, pending, skipped, options, model)
 
-    status = 0
-    for path, stem in zip(arguments.inputs, stems, strict=True):
-        bars: list[tqdm] = []
 
-        def progress(done: int, total: int, bars: list[tqdm] = bars, name: str = path.name) -> None:
-            if not bars:
-                bars.append(tqdm(total=total, desc=name, unit="window", file=sys.stderr))
-            bars[0].update(done - bars[0].n)
+def _outcome_lines(outcome: StackOutcome, out_dir: Path, output_format: str) -> list[str]:
+    """What the CLI says about one stack of a batch: its warnings and one line."""
+    path = outcome.job.path
+    if outcome.status == "failed":
+        return [f"error: {path}: {outcome.error}"]
+    if outcome.status == "skipped":
+        return [f"{path}: outputs complete in {out_dir}, skipped (--overwrite redoes it)"]
+    result = outcome.result
+    timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
+    written = f"{out_dir / outcome.job.stem}_*"
+    if output_format == "ome-zarr":
+        written = f"{out_dir / outcome.job.stem}.ome.zarr and {written}"
+    return [
+        *(f"warning: {warning}" for warning in result.warnings),
+        f"{path}: {result.n_cells} cells ({timings}) -> {written}",
+    ]
 
-        try:
-            result = segment_file(
-                path,
-                arguments.out,
-                model,
-                segmentation_parameters=segmentation_parameters,
-                inference_parameters=inference_parameters,
-                channels=channels,
-                max_voxels=max_voxels,
-                gif=not arguments.no_gif,
-                progress=progress,
-                stem=stem,
-                voxel_size=voxel_size,
-                format=output_format,
-            )
-        except GermsegError as error:
-            _error(f"{path}: {error}")
-            status = EXIT_BAD_INPUT
-            continue
-        finally:
-            for bar in bars:
+
+def _segment_batch(
+    arguments: argparse.Namespace,
+    jobs: Sequence[StackJob],
+    pending: Sequence[StackJob],
+    skipped: Sequence[StackOutcome],
+    options: BatchOptions,
+    model: LoadedModel | None,
+) -> int:
+    """Segment ``pending`` in this process with ``model``, or on a Dask cluster when it is
+    None; report every stack as it finishes, then gather the cell tables."""
+    from tqdm import tqdm
+
+    from segmentation.batch import gather_cell_tables, run_in_process
+
+    statuses: dict[str, str] = {}
+    window_bars: list[tqdm] = []
+
+    def window_progress(job: StackJob) -> ProgressCallback:
+        def progress(done: int, total: int) -> None:
+            if not window_bars:
+                window_bars.append(
+                    tqdm(total=total, desc=job.path.name, unit="window", file=sys.stderr,
+                         leave=False)
+                )
+            window_bars[0].update(done - window_bars[0].n)
+
+        return progress
+
+    # one stack has its windows' progress bar only
+    with tqdm(
+        total=len(jobs), desc="stacks", unit="stack", file=sys.stderr, disable=len(jobs) < 2
+    ) as stacks_bar:
+
+        def report(outcome: StackOutcome) -> None:
+            for bar in window_bars:
                 bar.close()
-        for warning in result.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        timings = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in result.timings.items())
-        written = f"{arguments.out / stem}_*"
-        if output_format == "ome-zarr":
-            written = f"{arguments.out / stem}.ome.zarr and {written}"
-        print(f"{path}: {result.n_cells} cells ({timings}) -> {written}", file=sys.stderr)
-    return status
+            window_bars.clear()
+            for line in _outcome_lines(outcome, arguments.out, options.format):
+                tqdm.write(line, file=sys.stderr)
+            statuses[outcome.job.stem] = outcome.status
+            stacks_bar.update()
+
+        for outcome in skipped:
+            report(outcome)
+        try:
+            if model is not None:
+                for outcome in run_in_process(
+                    pending, arguments.out, model, options, window_progress
+                ):
+                    report(outcome)
+            elif pending:
+                from segmentation.batch.cluster import batch_client, run_on_cluster
+
+                with batch_client(arguments.scheduler, arguments.workers) as client:
+                    for outcome in run_on_cluster(
+                        client, pending, arguments.out, options, arguments.weights
+                    ):
+                        report(outcome)
+        except GermsegError as error:
+            _error(str(error))
+            return EXIT_BAD_INPUT
+    finished = [job.stem for job in jobs if statuses[job.stem] != "failed"]
+    if finished:
+        table = gather_cell_tables(arguments.out, finished)
+        print(f"cells of {len(finished)} stacks -> {table}", file=sys.stderr)
+    return EXIT_BAD_INPUT if len(finished) < len(jobs) else 0
 
 
 def _add_synth_parser(subparsers: argparse._SubParsersAction) -> None:

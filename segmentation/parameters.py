@@ -50,6 +50,8 @@ DEFAULT_DEVICE: Device = "auto"
 DEFAULT_AUTOCAST: Autocast = "auto"
 #: Average the network's output with its output on the Z-flipped stack (twice as slow).
 DEFAULT_TEST_TIME_FLIP = False
+#: Resample stacks whose Z step lies outside the model's trained range (model card).
+DEFAULT_RESAMPLE_Z = True
 #: Mean foreground probability under which a region is background (label 0).
 DEFAULT_FOREGROUND_THRESHOLD = 0.5
 #: Foreground that the watershed flooded from background gets seeds at least this many X
@@ -361,6 +363,9 @@ class InferenceParameters:
     batch_size: int = 1
     autocast: Autocast = DEFAULT_AUTOCAST
     test_time_flip: bool = DEFAULT_TEST_TIME_FLIP
+    #: Show the network a stack whose Z step (voxel size) lies outside the model card's
+    #: ``z_step_range`` resampled along Z to the nearest step in it.
+    resample_z: bool = DEFAULT_RESAMPLE_Z
 
     def __post_init__(self) -> None:
         """Check every value against its limits and store it with its own type.
@@ -370,8 +375,9 @@ class InferenceParameters:
         InputError
             For the first value out of its limits, with a one-line message.
         """
-        if self.test_time_flip not in (True, False):
-            raise InputError(f"test_time_flip must be true or false, got {self.test_time_flip!r}")
+        for name in ("test_time_flip", "resample_z"):
+            if getattr(self, name) not in (True, False):
+                raise InputError(f"{name} must be true or false, got {getattr(self, name)!r}")
         checked = {
             "patch": check_patch(self.patch),
             "overlap": check_range("overlap", self.overlap, 0.0, MAX_OVERLAP),
@@ -381,6 +387,7 @@ class InferenceParameters:
             ),
             "autocast": check_choice("autocast", self.autocast, AUTOCASTS),
             "test_time_flip": bool(self.test_time_flip),
+            "resample_z": bool(self.resample_z),
         }
         for name, value in checked.items():
             object.__setattr__(self, name, value)

@@ -28,6 +28,7 @@ from segmentation.graph import (
     separate_background,
 )
 from segmentation.inference import predict_probabilities, tissue_mask
+from segmentation.inference.anisotropy import network_planes, resample_planes
 from segmentation.io import Stack, normalize_percentile, read_stack, voxel_size_for_distances
 from segmentation.model import LoadedModel
 from segmentation.outputs import (
@@ -130,18 +131,35 @@ def predict(
     model : LoadedModel
         Network, its model card and the device it lives on.
     parameters : InferenceParameters, optional
-        Window size, overlap, batch size, autocast, test-time flip. Defaults from
-        ``segmentation.parameters``.
+        Window size, overlap, batch size, autocast, test-time flip, Z resampling. Defaults
+        from ``segmentation.parameters``.
     progress : callable(done, total), optional
         Called after each batch of windows.
 
     Returns
     -------
     BoundaryPrediction
+        Probabilities on the stack's own grid. With ``resample_z`` a stack whose voxel size
+        gives a Z step outside the model card's ``z_step_range`` is resampled along Z for
+        the network (:mod:`segmentation.inference.anisotropy`) and the probabilities are
+        interpolated back.
     """
     parameters = parameters or InferenceParameters()
     start = time.perf_counter()
     image = normalize_percentile(stack.image)
+    planes = image.shape[1]
+    if parameters.resample_z:
+        shown = network_planes(planes, stack.voxel_size, model.card.z_step_range)
+        if shown != planes:
+            logger.info(
+                "network sees the %d planes resampled to %d (Z step %.2f XY pixels; the "
+                "model was trained on %g-%g)",
+                planes,
+                shown,
+                stack.voxel_size[0] / stack.voxel_size[2],
+                *model.card.z_step_range,
+            )
+            image = resample_planes(image, shown)
     probabilities = predict_probabilities(
         model.network,
         image,
@@ -154,6 +172,7 @@ def predict(
         multiple_of=getattr(model.network, "downsampling_factor", 1),
         test_time_flip=parameters.test_time_flip,
     )
+    probabilities = resample_planes(probabilities, planes)
     card = model.card
     boundary = probabilities[card.boundary_channel]
     foreground = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -299,3 +301,45 @@ def test_test_time_flip_averages_with_the_z_flipped_prediction():
     np.testing.assert_allclose(plain[0], sigmoid(image[0] + ramp), atol=1e-5)
     expected = (sigmoid(image[0] + ramp) + sigmoid(image[0] + ramp[::-1])) / 2
     np.testing.assert_allclose(flipped[0], expected, atol=1e-5)
+
+
+def test_network_planes_resample_only_stacks_outside_the_trained_z_steps():
+    from segmentation.inference.anisotropy import network_planes
+
+    assert network_planes(25, (0.8, 0.16, 0.16), (4.0, 8.0)) == 25  # Z step 5 px: kept
+    assert network_planes(25, None, (4.0, 8.0)) == 25  # unknown: kept
+    assert network_planes(64, (1.0, 1.0, 1.0), (4.0, 8.0)) == 16  # isotropic: 4 px steps
+    assert network_planes(20, (2.0, 0.1, 0.1), (4.0, 8.0)) == 50  # 20 px steps: 8 px
+    assert network_planes(3, (0.1, 1.0, 1.0), (4.0, 8.0)) == 1
+
+
+def test_resampling_keeps_the_first_and_last_planes_and_the_shape_elsewhere():
+    from segmentation.inference.anisotropy import resample_planes
+
+    ramp = np.broadcast_to(np.linspace(0, 1, 9, dtype=np.float32)[None, :, None, None],
+                           (2, 9, 4, 4))
+    coarse = resample_planes(ramp, 3)
+    assert coarse.shape == (2, 3, 4, 4) and coarse.dtype == np.float32
+    np.testing.assert_allclose(coarse[0, :, 0, 0], [0.0, 0.5, 1.0], atol=1e-6)
+    back = resample_planes(coarse, 9)
+    np.testing.assert_allclose(back, ramp, atol=1e-6)  # a ramp survives there and back
+
+
+def test_predict_shows_the_network_resampled_planes_and_returns_the_stacks_own():
+    from segmentation.io import Stack
+    from segmentation.model import LoadedModel, ModelCard
+    from segmentation.parameters import InferenceParameters
+    from segmentation.pipeline import predict
+
+    recorder = ShapeRecorder()
+    model = LoadedModel(recorder, ModelCard(name="recorder"), torch.device("cpu"))
+    image = np.random.default_rng(0).random((2, 32, 40, 40), dtype=np.float32)
+    isotropic = Stack(image, (0.2, 0.2, 0.2), "CZYX", "float32", ())
+    parameters = InferenceParameters(patch=(8, 40, 40), autocast="none")
+    prediction = predict(isotropic, model, parameters)
+    assert prediction.boundary_probability.shape == (32, 40, 40)
+    assert len(recorder.shapes) == 1  # 32 planes -> 8 (Z step 4 px): one window
+    recorder.shapes.clear()
+    kept = predict(isotropic, model, replace(parameters, resample_z=False))
+    assert kept.boundary_probability.shape == (32, 40, 40)
+    assert len(recorder.shapes) > 1  # the 32 planes themselves: several windows along Z

@@ -30,6 +30,9 @@ class ModelCard:
         How inputs are normalised (``segmentation.io.normalize_percentile`` arguments).
     patch : list of int
         Window size (Z, Y, X) used in training.
+    z_step_range : list of float
+        Z step over XY pixel size of the stacks the network was trained on (low, high);
+        inference resamples stacks outside it along Z (``resample_z``).
     training : dict
         Data, command, steps, wall time and anything else needed to reproduce the model.
     metrics : dict
@@ -50,6 +53,7 @@ class ModelCard:
         default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8}
     )
     patch: list[int] = field(default_factory=lambda: [32, 128, 128])
+    z_step_range: list[float] = field(default_factory=lambda: [4.0, 8.0])
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
