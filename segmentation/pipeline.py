@@ -160,6 +160,12 @@ def predict(
                 *model.card.z_step_range,
             )
             image = resample_planes(image, shown)
+    card = model.card
+    # the tissue mask is the same in every plane: windows that hold none of it are skipped
+    mask = tissue_mask(stack.image) if card.foreground_channel is not None else None
+    needed = None
+    if mask is not None:
+        needed = np.broadcast_to(mask[:1], (image.shape[1], *mask.shape[1:]))
     probabilities = predict_probabilities(
         model.network,
         image,
@@ -171,17 +177,15 @@ def predict(
         progress=progress,
         multiple_of=getattr(model.network, "downsampling_factor", 1),
         test_time_flip=parameters.test_time_flip,
+        needed=needed,
     )
     probabilities = resample_planes(probabilities, planes)
-    card = model.card
     boundary = probabilities[card.boundary_channel]
     foreground = (
         probabilities[card.foreground_channel] if card.foreground_channel is not None else None
     )
-    if foreground is not None:
-        mask = tissue_mask(stack.image)
-        if mask is not None:
-            foreground *= mask
+    if foreground is not None and mask is not None:
+        foreground *= mask
     seconds = time.perf_counter() - start
     logger.info("network: %.1f s on %s (%s)", seconds, model.device, parameters.autocast)
     return BoundaryPrediction(boundary, foreground, device=str(model.device), seconds=seconds)

@@ -343,3 +343,23 @@ def test_predict_shows_the_network_resampled_planes_and_returns_the_stacks_own()
     kept = predict(isotropic, model, replace(parameters, resample_z=False))
     assert kept.boundary_probability.shape == (32, 40, 40)
     assert len(recorder.shapes) > 1  # the 32 planes themselves: several windows along Z
+
+
+def test_windows_without_needed_voxels_are_not_run():
+    recorder = ShapeRecorder()
+    image = np.random.default_rng(0).random((2, 8, 64, 256), dtype=np.float32)
+    needed = np.zeros((8, 64, 256), bool)
+    needed[:, 10:20, 10:20] = True
+    everything = predict_probabilities(recorder, image, patch=(8, 64, 64), overlap=0.25)
+    all_windows = len(recorder.shapes)
+    recorder.shapes.clear()
+    some = predict_probabilities(recorder, image, patch=(8, 64, 64), overlap=0.25, needed=needed)
+    assert 0 < len(recorder.shapes) < all_windows
+    # where it matters the result is the full run's; far from it nothing was computed
+    np.testing.assert_allclose(some[:, needed], everything[:, needed], atol=1e-6)
+    assert not some[:, :, :, 200:].any()
+    recorder.shapes.clear()
+    predict_probabilities(
+        recorder, image, patch=(8, 64, 64), overlap=0.25, needed=np.zeros_like(needed)
+    )
+    assert len(recorder.shapes) == all_windows  # a mask no window holds runs them all

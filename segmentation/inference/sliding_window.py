@@ -173,6 +173,7 @@ def predict_probabilities(
     progress: Callable[[int, int], None] | None = None,
     multiple_of: int = 1,
     test_time_flip: bool = False,
+    needed: np.ndarray | None = None,
 ) -> np.ndarray:
     """Predict per-voxel probabilities with overlapping, Gaussian-blended windows.
 
@@ -210,6 +211,11 @@ def predict_probabilities(
     test_time_flip : bool
         Also run the network on each window flipped along Z, flip its output back and
         average the two probabilities (twice the network time).
+    needed : ndarray of bool, shape (Z, Y, X), optional
+        Where the probabilities matter (e.g. the tissue mask): windows that hold none of it
+        are not run and give probability 0; so are the parts of run windows' neighbours
+        that overlap them, which lie outside ``needed`` too. None (or a mask that no window
+        holds) runs every window.
 
     Returns
     -------
@@ -249,6 +255,14 @@ def predict_probabilities(
     weight_sum = np.zeros(spatial_shape, dtype=np.float32)
     for placement in windows:
         weight_sum[placement.inside] += importance[placement.local]
+    if needed is not None:
+        if needed.shape != spatial_shape:
+            raise InputError(f"needed mask {needed.shape} must match the stack {spatial_shape}")
+        kept = [placement for placement in windows if needed[placement.inside].any()]
+        if kept:
+            logger.info("inference: %d of %d windows hold no tissue, not run",
+                        len(windows) - len(kept), len(windows))
+            windows = kept
     logger.info("inference: %d windows of %s on %s", len(windows), window, device)
 
     network.eval()
