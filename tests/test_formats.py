@@ -289,9 +289,11 @@ def test_cli_reads_ome_zarr_and_writes_ome_zarr_labels(tmp_path, tiny_weights, c
                "--patch", "8,64,64", "--min-size", "1", "--no-gif", "--format", "ome-zarr"]
 
     assert main(command) == 0
-    assert main(command) == 0  # a second run replaces the first one's folder
+    assert main([*command, "--overwrite"]) == 0  # a second run replaces the first one's folder
 
-    assert sorted(path.name for path in out.iterdir()) == ["gonad.ome.zarr", "gonad_cells.csv"]
+    assert sorted(path.name for path in out.iterdir()) == [
+        "cells.csv", "gonad.ome.zarr", "gonad_cells.csv"
+    ]
     assert f"-> {out / 'gonad'}.ome.zarr and {out / 'gonad'}_*" in capsys.readouterr().err
     nodes = list(Reader(parse_url(out / "gonad.ome.zarr"))())
     (label_node,) = [
