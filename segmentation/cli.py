@@ -396,6 +396,7 @@ def _segment_batch(
 
         return progress
 
+    failure: GermsegError | None = None
     # one stack has its windows' progress bar only
     with tqdm(
         total=len(jobs), desc="stacks", unit="stack", file=sys.stderr, disable=len(jobs) < 2
@@ -421,14 +422,18 @@ def _segment_batch(
             elif pending:
                 from segmentation.batch.cluster import batch_client, run_on_cluster
 
+                # Dask's own log lines follow -v like germseg's
+                logging.getLogger("distributed").setLevel(logging.getLogger().level)
                 with batch_client(arguments.scheduler, arguments.workers) as client:
                     for outcome in run_on_cluster(
                         client, pending, arguments.out, options, arguments.weights
                     ):
                         report(outcome)
-        except GermsegError as error:
-            _error(str(error))
-            return EXIT_BAD_INPUT
+        except GermsegError as error:  # the cluster or its model: no stack can run
+            failure = error
+    if failure is not None:  # said once the bar is closed, on a line of its own
+        _error(str(failure))
+        return EXIT_BAD_INPUT
     finished = [job.stem for job in jobs if statuses[job.stem] != "failed"]
     if finished:
         table = gather_cell_tables(arguments.out, finished)

@@ -252,3 +252,16 @@ def test_cluster_options_are_checked_in_one_line(tmp_path, phantoms, batch_weigh
                     "--scheduler", "tcp://127.0.0.1:1") == 2
     errors = _lines(capsys.readouterr().err)
     assert len(errors) == 1 and errors[0].startswith("error: cannot reach the Dask scheduler")
+
+
+def test_weights_a_worker_cannot_load_fail_in_one_line_before_any_stack(
+    tmp_path, phantoms, cluster, capsys
+):
+    out = tmp_path / "out"
+    status = _segment([phantoms / "worm1.tif", phantoms / "worm2.tif"], out,
+                      tmp_path / "absent.pt", "--scheduler", cluster.scheduler_address)
+    assert status == 2
+    err = capsys.readouterr().err
+    errors = [line for line in _lines(err) if line.startswith("error:")]
+    assert len(errors) == 1 and "absent.pt not found" in errors[0], err
+    assert not out.exists()

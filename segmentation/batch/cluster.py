@@ -11,11 +11,11 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
+from distributed import Client, LocalCluster, Worker, WorkerPlugin, as_completed, get_worker
 
 from segmentation.batch.stacks import StackJob
 from segmentation.batch.task import BatchOptions, StackOutcome, failure_message, segment_stack
-from segmentation.errors import InputError
+from segmentation.errors import GermsegError, InputError, WeightsError
 from segmentation.model import LoadedModel, load_model
 
 #: Seconds to wait for a running scheduler to answer.
@@ -38,6 +38,7 @@ class ModelPlugin(WorkerPlugin):
         self.weights = weights
         self.device = device
         self.model: LoadedModel | None = None
+        self.error: str | None = None
 
     @property
     def name(self) -> str:
@@ -45,14 +46,30 @@ class ModelPlugin(WorkerPlugin):
         return f"germseg-model:{self.weights or 'bundled'}:{self.device}"
 
     def setup(self, worker: object) -> None:
-        """Load the model (a bad checkpoint fails the registration with its message)."""
-        self.model = load_model(self.weights, device=self.device)
+        """Load the model; a checkpoint that cannot be used leaves its message in ``error``
+        (for :func:`run_on_cluster` to report, without a traceback in the worker's log)."""
+        try:
+            self.model = load_model(self.weights, device=self.device)
+        except GermsegError as error:
+            self.error = str(error)
 
     def loaded_model(self) -> LoadedModel:
-        """The worker's model, loaded now if the setup did not load it."""
+        """The worker's model, loaded now if the setup did not load it.
+
+        Raises
+        ------
+        segmentation.errors.WeightsError
+            When it cannot be loaded.
+        """
         if self.model is None:
-            self.setup(get_worker())
+            self.model = load_model(self.weights, device=self.device)
         return self.model
+
+
+def _model_error(plugin_name: str, dask_worker: Worker) -> str | None:
+    """Why this worker could not load the model of the plugin ``plugin_name``, if it could
+    not (run on every worker by :meth:`distributed.Client.run`)."""
+    return dask_worker.plugins[plugin_name].error
 
 
 def _segment_on_worker(
@@ -135,12 +152,16 @@ def run_on_cluster(
     Raises
     ------
     segmentation.errors.WeightsError
-        When a worker cannot load the model (on registration, before any task).
+        When a worker cannot load the model (checked before any task; a worker that joins
+        later and cannot load it fails its stacks instead).
     """
     plugin = ModelPlugin(
         None if weights is None else weights.absolute(), options.inference_parameters.device
     )
     client.register_plugin(plugin, name=plugin.name)
+    errors = [error for error in client.run(_model_error, plugin.name).values() if error]
+    if errors:
+        raise WeightsError(errors[0])
     futures = {
         client.submit(
             _segment_on_worker,
