@@ -17,10 +17,11 @@ from app.jobs import (
 )
 from app.requests import build_request
 from segmentation.errors import InputError
-from segmentation.inference import precision_name
+from segmentation.inference.engines import engine_precision, resolve_engine
 from segmentation.parameters import (
     DEFAULT_AUTOCAST,
     DEFAULT_CUTOFF,
+    DEFAULT_ENGINE,
     DEFAULT_FOOTPRINT,
     DEFAULT_FOREGROUND_SEED_DISTANCE,
     DEFAULT_FRAGMENT_RATIO,
@@ -34,6 +35,7 @@ from segmentation.parameters import (
     DEFAULT_TEST_TIME_FLIP,
     DEFAULT_THRESHOLD,
     SegmentationParameters,
+    installed_engines,
 )
 
 DEFAULT_PATCH_TEXT = ",".join(str(size) for size in DEFAULT_PATCH)
@@ -72,13 +74,17 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
 
     @router.get("/health")
     def health() -> dict:
-        """Server status, the loaded model, its device and precision, the germseg version."""
+        """Server status, the loaded model, its device, the engine and precision a job gets by
+        default, the engines installed, the germseg version."""
         model = manager.model
+        engine = resolve_engine(DEFAULT_ENGINE, model.device, model.network)
         return {
             "status": "ok",
             "model": model.card.name,
             "device": str(model.device),
-            "precision": precision_name(DEFAULT_AUTOCAST, model.device),
+            "engine": engine,
+            "precision": engine_precision(engine, DEFAULT_AUTOCAST, model.device),
+            "engines": list(installed_engines()),
             "version": segmentation.__version__,
         }
 
@@ -139,6 +145,10 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
         ] = None,
         gif: Annotated[bool, Form()] = JobRequest.gif,
         device: Annotated[str, Form()] = devices[0],
+        engine: Annotated[
+            str,
+            Form(description="What runs the network: auto, torch, openvino or onnxruntime"),
+        ] = DEFAULT_ENGINE,
     ) -> JSONResponse:
         """Queue one stack for segmentation; poll ``/api/jobs/{job_id}`` for the result."""
         try:
@@ -160,6 +170,7 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
                 resample_z=resample_z,
                 device=device,
                 devices=devices,
+                engine=engine,
                 channels=channels,
                 voxel_size=voxel_size,
                 gif=gif,

@@ -32,8 +32,8 @@ from typing import Any, BinaryIO, Literal
 from app.prediction_cache import PredictionCache, file_sha256
 from app.settings import Settings
 from segmentation.errors import GermsegError, InputError
-from segmentation.inference import precision_name
 from segmentation.inference.anisotropy import network_planes
+from segmentation.inference.engines import engine_precision, resolve_engine
 from segmentation.io import Stack, read_stack, voxel_size_for_distances
 from segmentation.model import LoadedModel, resolve_device
 from segmentation.parameters import InferenceParameters, SegmentationParameters
@@ -176,6 +176,8 @@ class Job:
     device: str | None = None
     #: What the network computed in: float32, bfloat16 or float16.
     precision: str | None = None
+    #: What ran the network: torch, openvino or onnxruntime.
+    engine: str | None = None
     #: (z, y, x) in µm from the request or the file; None when unknown
     voxel_size: tuple[float, float, float] | None = None
     warnings: tuple[str, ...] = ()
@@ -215,6 +217,7 @@ class Job:
             "network_reused": self.network_reused,
             "device": self.device,
             "precision": self.precision,
+            "engine": self.engine,
             "voxel_size_um": list(self.voxel_size) if self.voxel_size else None,
             "warnings": list(self.warnings),
             "created": self.created,
@@ -252,6 +255,7 @@ class Job:
             network_reused=record["network_reused"],
             device=record["device"],
             precision=record["precision"],
+            engine=record.get("engine"),
             voxel_size=tuple(record["voxel_size_um"]) if record["voxel_size_um"] else None,
             warnings=tuple(record["warnings"]),
             created=float(record["created"]),
@@ -277,6 +281,7 @@ class Job:
             "network_reused": self.network_reused,
             "device": self.device,
             "precision": self.precision,
+            "engine": self.engine,
             "voxel_size_um": list(self.voxel_size) if self.voxel_size else None,
             "warnings": list(self.warnings),
             "error": self.error,
@@ -287,6 +292,7 @@ class Job:
                 "test_time_flip": self.request.inference.test_time_flip,
                 "resample_z": self.request.inference.resample_z,
                 "device": self.request.inference.device,
+                "engine": self.request.inference.engine,
                 "channels": list(self.request.channels) if self.request.channels else None,
                 "voxel_size": list(self.request.voxel_size) if self.request.voxel_size else None,
                 "gif": self.request.gif,
@@ -583,7 +589,8 @@ class JobManager:
 
         model = self._model_on(request.inference.device)
         job.device = str(model.device)
-        job.precision = precision_name(request.inference.autocast, model.device)
+        job.engine = resolve_engine(request.inference.engine, model.device, model.network)
+        job.precision = engine_precision(job.engine, request.inference.autocast, model.device)
         key = (
             job.content_sha256,
             request.channels,
@@ -591,6 +598,7 @@ class JobManager:
             request.inference.overlap,
             request.inference.batch_size,
             request.inference.autocast,
+            job.engine,
             request.inference.test_time_flip,
             # the planes the network sees: only a voxel size that changes them changes
             # the prediction (segmentation.inference.anisotropy)
@@ -671,7 +679,7 @@ def _reset(job: Job) -> None:
     job.status = job.stage = "queued"
     job.progress = 0.0
     job.outputs = {}
-    job.n_cells = job.error = job.network_reused = job.device = job.precision = None
+    job.n_cells = job.error = job.network_reused = job.device = job.precision = job.engine = None
     job.timings = {}
     job.warnings = ()
     job.finished = None

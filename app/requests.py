@@ -6,6 +6,7 @@ from app.jobs import JobRequest
 from segmentation.errors import InputError
 from segmentation.io import parse_channels
 from segmentation.parameters import (
+    DEFAULT_ENGINE,
     DEFAULT_FOREGROUND_SEED_DISTANCE,
     DEFAULT_FRAGMENT_RATIO,
     DEFAULT_RESAMPLE_Z,
@@ -37,6 +38,7 @@ def build_request(
     resample_z: bool = DEFAULT_RESAMPLE_Z,
     device: str,
     devices: tuple[str, ...],
+    engine: str = DEFAULT_ENGINE,
     channels: str | None = None,
     voxel_size: str | None = None,
     gif: bool = JobRequest.gif,
@@ -53,6 +55,8 @@ def build_request(
         Device to run the network on; must be one of ``devices``.
     devices : tuple of str
         Devices this server has.
+    engine : {"auto", "torch", "openvino", "onnxruntime"}
+        What runs the network; checked (and whether it is installed) by the parameters.
     channels : str, optional
         Two source channel indices ``"I,J"``; empty or None for the file's own two channels.
     voxel_size : str, optional
@@ -82,6 +86,7 @@ def build_request(
         patch=parse_patch(patch) if isinstance(patch, str) else patch,
         overlap=overlap,
         device=device,
+        engine=engine,
         test_time_flip=test_time_flip,
         resample_z=resample_z,
     )

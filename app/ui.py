@@ -19,6 +19,7 @@ from app.requests import build_request
 from segmentation.errors import InputError
 from segmentation.parameters import (
     DEFAULT_CUTOFF,
+    DEFAULT_ENGINE,
     DEFAULT_FOOTPRINT,
     DEFAULT_FOREGROUND_SEED_DISTANCE,
     DEFAULT_FRAGMENT_RATIO,
@@ -33,6 +34,7 @@ from segmentation.parameters import (
     MAX_FOREGROUND_SEED_DISTANCE,
     MAX_RIM_DISTANCE,
     METHODS,
+    installed_engines,
 )
 
 logger = logging.getLogger(__name__)
@@ -104,7 +106,7 @@ def _results(jobs: Sequence[Job]) -> tuple:
             name,
             job.n_cells,
             round(job.timings.get("total", 0.0), 1),
-            f"{job.device} ({job.precision})" if job.precision else job.device,
+            f"{job.device} ({job.engine}, {job.precision})" if job.precision else job.device,
             "yes" if job.network_reused else "no",
         ]
         for name, job in zip(names, finished, strict=True)
@@ -153,6 +155,7 @@ def build_ui(
         device: str = devices[0],
         voxel_size: str = "",
         resample_z: bool = DEFAULT_RESAMPLE_Z,
+        engine: str = DEFAULT_ENGINE,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
         if not files:
@@ -176,6 +179,7 @@ def build_ui(
                 resample_z=resample_z,
                 device=device,
                 devices=devices,
+                engine=engine,
                 voxel_size=voxel_size,
             )
             jobs = []
@@ -192,6 +196,7 @@ def build_ui(
             "test_time_flip": test_time_flip,
             "device": device,
             "resample_z": resample_z,
+            "engine": engine,
         }
         return preview, selector, downloads, summary, previews, inference
 
@@ -233,6 +238,7 @@ def build_ui(
             last_inference["device"],
             voxel_size,
             last_inference.get("resample_z", DEFAULT_RESAMPLE_Z),
+            last_inference.get("engine", DEFAULT_ENGINE),
             progress,
         )
 
@@ -299,6 +305,13 @@ def build_ui(
                         info="A stack whose Z step lies outside what the model was trained "
                         "on (e.g. a nearly isotropic crop) is resampled along Z for the "
                         "network; results keep the stack's own planes",
+                    )
+                    engine = gr.Dropdown(
+                        ["auto", *installed_engines()],
+                        value=DEFAULT_ENGINE,
+                        label="Engine",
+                        info="What runs the network: auto is the fastest one installed "
+                        "(OpenVINO on a CPU when installed, else PyTorch)",
                     )
                     with gr.Row():
                         min_size = gr.Number(
@@ -418,6 +431,7 @@ def build_ui(
             device,
             voxel_size,
             resample_z,
+            engine,
         ]
         enable_resegment = {
             "fn": lambda: gr.Button(interactive=True),

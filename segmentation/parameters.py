@@ -9,6 +9,7 @@ before any work starts.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -19,11 +20,14 @@ from segmentation.errors import InputError
 PartitionMethod = Literal["agglomeration", "multicut"]
 Device = Literal["auto", "cpu", "cuda"]
 Autocast = Literal["auto", "none", "bf16", "fp16"]
+#: What runs the network: PyTorch, or (optional packages, CPU only) OpenVINO, ONNX Runtime.
+Engine = Literal["auto", "torch", "openvino", "onnxruntime"]
 #: Format of the labels and boundaries: two TIFF files, or one OME-Zarr folder.
 OutputFormat = Literal["tiff", "ome-zarr"]
 METHODS: tuple[str, ...] = get_args(PartitionMethod)
 DEVICES: tuple[str, ...] = get_args(Device)
 AUTOCASTS: tuple[str, ...] = get_args(Autocast)
+ENGINES: tuple[str, ...] = get_args(Engine)
 OUTPUT_FORMATS: tuple[str, ...] = get_args(OutputFormat)
 DEFAULT_OUTPUT_FORMAT: OutputFormat = "tiff"
 
@@ -48,6 +52,12 @@ DEFAULT_DEVICE: Device = "auto"
 #: Mixed precision of the network: "auto" is float16 on a GPU, bfloat16 on a CPU that runs
 #: it natively (AVX-512 or Arm BF16) and float32 on other CPUs, which emulate bfloat16 slowly.
 DEFAULT_AUTOCAST: Autocast = "auto"
+#: Engine of the network: "auto" is the fastest one installed for the device (OpenVINO on a
+#: CPU for germseg's U-Net when it is installed, else PyTorch; see
+#: ``segmentation.inference.engines``).
+DEFAULT_ENGINE: Engine = "auto"
+#: The package each optional engine needs (``pip install -r requirements-engines.txt``).
+ENGINE_PACKAGES: dict[str, str] = {"openvino": "openvino", "onnxruntime": "onnxruntime"}
 #: Average the network's output with its output on the Z-flipped stack (twice as slow).
 DEFAULT_TEST_TIME_FLIP = False
 #: Resample stacks whose Z step lies outside the model's trained range (model card).
@@ -153,6 +163,33 @@ def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
     if value not in choices:
         raise InputError(f"unknown {name} {value!r}: use {' or '.join(choices)}")
     return str(value)
+
+
+def installed_engines() -> tuple[str, ...]:
+    """The engines this installation can run: ``torch``, and each optional one installed."""
+    found = [
+        engine
+        for engine, package in ENGINE_PACKAGES.items()
+        if importlib.util.find_spec(package) is not None
+    ]
+    return ("torch", *found)
+
+
+def check_engine(value: object) -> str:
+    """``value``, if it is ``auto`` or an engine that is installed.
+
+    Raises
+    ------
+    InputError
+        For an unknown engine (listing the choices) or one whose package is missing.
+    """
+    engine = check_choice("engine", value, ENGINES)
+    if engine != "auto" and engine not in installed_engines():
+        raise InputError(
+            f"engine {engine} is not installed: pip install -r requirements-engines.txt "
+            f"(or use --engine auto or torch)"
+        )
+    return engine
 
 
 def check_volume(name: str, value: object) -> float | None:
@@ -362,6 +399,7 @@ class InferenceParameters:
     #: Windows per forward pass; 1 is as fast on the CPU and halves the activations' memory.
     batch_size: int = 1
     autocast: Autocast = DEFAULT_AUTOCAST
+    engine: Engine = DEFAULT_ENGINE
     test_time_flip: bool = DEFAULT_TEST_TIME_FLIP
     #: Show the network a stack whose Z step (voxel size) lies outside the model card's
     #: ``z_step_range`` resampled along Z to the nearest step in it.
@@ -386,14 +424,27 @@ class InferenceParameters:
                 "batch_size", self.batch_size, 1, MAX_BATCH_SIZE, "windows"
             ),
             "autocast": check_choice("autocast", self.autocast, AUTOCASTS),
+            "engine": check_engine(self.engine),
             "test_time_flip": bool(self.test_time_flip),
             "resample_z": bool(self.resample_z),
         }
+        _check_engine_autocast(checked["engine"], checked["autocast"])
         for name, value in checked.items():
             object.__setattr__(self, name, value)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def _check_engine_autocast(engine: str, autocast: str) -> None:
+    """Refuse a precision the engine cannot run: ONNX Runtime runs float32 only, OpenVINO
+    float32 or bfloat16 (``auto`` always fits)."""
+    refused = {"onnxruntime": ("bf16", "fp16"), "openvino": ("fp16",)}.get(engine, ())
+    if autocast in refused:
+        allowed = [choice for choice in AUTOCASTS if choice not in refused]
+        raise InputError(
+            f"engine {engine} cannot run autocast {autocast}: use {' or '.join(allowed)}"
+        )
 
 
 def _check_lower_below_upper(

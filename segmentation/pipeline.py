@@ -29,6 +29,7 @@ from segmentation.graph import (
 )
 from segmentation.inference import predict_probabilities, tissue_mask
 from segmentation.inference.anisotropy import network_planes, resample_planes
+from segmentation.inference.engines import engine_precision, load_engine, resolve_engine
 from segmentation.io import Stack, normalize_percentile, read_stack, voxel_size_for_distances
 from segmentation.model import LoadedModel
 from segmentation.outputs import (
@@ -131,8 +132,9 @@ def predict(
     model : LoadedModel
         Network, its model card and the device it lives on.
     parameters : InferenceParameters, optional
-        Window size, overlap, batch size, autocast, test-time flip, Z resampling. Defaults
-        from ``segmentation.parameters``.
+        Window size, overlap, batch size, autocast, engine, test-time flip, Z resampling.
+        Defaults from ``segmentation.parameters``; an engine other than PyTorch is converted
+        on first use (cached, :mod:`segmentation.inference.engines`).
     progress : callable(done, total), optional
         Called after each batch of windows.
 
@@ -166,8 +168,10 @@ def predict(
     needed = None
     if mask is not None:
         needed = np.broadcast_to(mask[:1], (image.shape[1], *mask.shape[1:]))
+    engine = resolve_engine(parameters.engine, model.device, model.network)
+    precision = engine_precision(engine, parameters.autocast, model.device)
     probabilities = predict_probabilities(
-        model.network,
+        load_engine(model.network, engine, precision),
         image,
         patch=parameters.patch,
         overlap=parameters.overlap,
@@ -187,7 +191,7 @@ def predict(
     if foreground is not None and mask is not None:
         foreground *= mask
     seconds = time.perf_counter() - start
-    logger.info("network: %.1f s on %s (%s)", seconds, model.device, parameters.autocast)
+    logger.info("network: %.1f s on %s (%s, %s)", seconds, model.device, engine, precision)
     return BoundaryPrediction(boundary, foreground, device=str(model.device), seconds=seconds)
 
 

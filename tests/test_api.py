@@ -31,6 +31,7 @@ from segmentation.parameters import (  # noqa: E402
     DEFAULT_PATCH,
     InferenceParameters,
     SegmentationParameters,
+    installed_engines,
 )
 from segmentation.pipeline import BoundaryPrediction  # noqa: E402
 
@@ -89,7 +90,9 @@ def test_health_names_model_device_and_version(client) -> None:
         "status": "ok",
         "model": "tiny-test",
         "device": "cpu",
+        "engine": "openvino" if "openvino" in installed_engines() else "torch",
         "precision": "bfloat16" if cpu_has_fast_bfloat16() else "float32",
+        "engines": list(installed_engines()),
         "version": segmentation.__version__,
     }
 

@@ -162,7 +162,7 @@ def _autocast_context(device: torch.device, autocast: str) -> contextlib.Abstrac
 
 
 def predict_probabilities(
-    network: torch.nn.Module,
+    network: torch.nn.Module | Callable[[torch.Tensor], torch.Tensor],
     image: np.ndarray,
     *,
     patch: tuple[int, int, int],
@@ -183,8 +183,10 @@ def predict_probabilities(
 
     Parameters
     ----------
-    network : torch.nn.Module
-        Maps (B, C, z, y, x) to logits (B, K, z, y, x).
+    network : torch.nn.Module or callable
+        Maps (B, C, z, y, x) to logits (B, K, z, y, x): a PyTorch module (run in eval mode
+        under ``autocast``), or an engine object (:mod:`segmentation.inference.engines`)
+        that runs in its own precision, ``autocast`` unused.
     image : ndarray of float32, shape (C, Z, Y, X)
         Normalised input.
     patch : tuple of int
@@ -265,13 +267,16 @@ def predict_probabilities(
             windows = kept
     logger.info("inference: %d windows of %s on %s", len(windows), window, device)
 
-    network.eval()
+    is_module = isinstance(network, torch.nn.Module)
+    if is_module:
+        network.eval()
+    precision = _autocast_context(device, autocast) if is_module else contextlib.nullcontext()
     done = 0
-    with torch.inference_mode(), _autocast_context(device, autocast):
+    with torch.inference_mode(), precision:
         for batch in _batches(windows, batch_size):
             inputs = np.stack([placement.crop(image) for placement in batch])
             batch_input = torch.from_numpy(inputs).to(device)
-            if device.type == "cpu":
+            if is_module and device.type == "cpu":
                 # matches the layout load_model gives a CPU network (faster convolutions)
                 batch_input = batch_input.contiguous(memory_format=torch.channels_last_3d)
             probability = torch.sigmoid(network(batch_input).float())
