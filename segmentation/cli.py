@@ -22,6 +22,7 @@ from segmentation.parameters import (
     DEFAULT_AUTOCAST,
     DEFAULT_CUTOFF,
     DEFAULT_DEVICE,
+    DEFAULT_ENGINE,
     DEFAULT_FOOTPRINT,
     DEFAULT_FOREGROUND_SEED_DISTANCE,
     DEFAULT_FRAGMENT_RATIO,
@@ -37,6 +38,7 @@ from segmentation.parameters import (
     DEFAULT_TEST_TIME_FLIP,
     DEFAULT_THRESHOLD,
     DEVICES,
+    ENGINES,
     MAX_FOOTPRINT,
     MAX_FOREGROUND_SEED_DISTANCE,
     MAX_OVERLAP,
@@ -236,6 +238,14 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         "(default %(default)s)",
     )
     parser.add_argument(
+        "--engine",
+        default=DEFAULT_ENGINE,
+        metavar=_choices(ENGINES),
+        help="what runs the network: auto = OpenVINO on a CPU when it is installed (about 3x "
+        "faster than PyTorch there), else PyTorch; openvino and onnxruntime run on the CPU "
+        "and need pip install -r requirements-engines.txt (default %(default)s)",
+    )
+    parser.add_argument(
         "--test-time-flip",
         action="store_true",
         default=DEFAULT_TEST_TIME_FLIP,
@@ -317,6 +327,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
             overlap=arguments.overlap,
             device=arguments.device,
             autocast=arguments.autocast,
+            engine=arguments.engine,
             test_time_flip=arguments.test_time_flip,
             resample_z=arguments.resample_z,
         )
