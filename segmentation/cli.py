@@ -106,9 +106,10 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         "Writes <stem>_labels.tif, <stem>_boundaries.tif, <stem>_preview.gif and "
         "<stem>_cells.csv per input into --out (with --format ome-zarr, <stem>.ome.zarr "
         "instead of the two TIFFs), and cells.csv: every stack's cells, with a first column "
-        "stack. A FOLDER gives every stack in it. Stacks whose outputs are complete are "
-        "skipped (--overwrite redoes them); a stack that fails is reported in one line and "
-        "the others go on (exit status 2).",
+        "stack. A FOLDER gives every stack in it. In a batch (a FOLDER, --csv, --workers or "
+        "--scheduler), stacks whose outputs are complete are skipped (--overwrite redoes "
+        "them); stacks named one by one are always segmented. A stack that fails is "
+        "reported in one line and the others go on (exit status 2).",
     )
     parser.add_argument(
         "inputs", nargs="*", type=Path, metavar="IN.tif|IN.nd2|IN.zarr|FOLDER"
@@ -302,6 +303,7 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
 def _run_segment(arguments: argparse.Namespace) -> int:
     from segmentation.batch import BatchOptions, list_stacks, split_complete, stack_jobs
     from segmentation.io import parse_channels
+    from segmentation.io.formats import is_stack_path
     from segmentation.model import load_model
     from segmentation.outputs import check_output_format
 
@@ -355,8 +357,17 @@ def _run_segment(arguments: argparse.Namespace) -> int:
     except GermsegError as error:
         _error(str(error))
         return EXIT_BAD_INPUT
+    # a batch (a folder, a list, a cluster) that is run again goes on where it stopped;
+    # stacks named one by one are always segmented, so new parameters take effect
+    batch = (
+        on_cluster
+        or arguments.csv is not None
+        or any(path.is_dir() and not is_stack_path(path) for path in arguments.inputs)
+    )
     pending, skipped = (
-        (jobs, []) if arguments.overwrite else split_complete(jobs, arguments.out, options)
+        split_complete(jobs, arguments.out, options)
+        if batch and not arguments.overwrite
+        else (jobs, [])
     )
     return _segment_batch(arguments, jobs, pending, skipped, options, model)
 

@@ -178,15 +178,29 @@ def test_in_process_folder_and_csv(tmp_path, stacks, batch_weights, capsys):
 
 
 def test_overwrite_segments_complete_stacks_again(tmp_path, phantoms, batch_weights, capsys):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    shutil.copy(phantoms / "worm1.tif", folder / "worm1.tif")
     out = tmp_path / "out"
-    assert _segment([phantoms / "worm1.tif"], out, batch_weights) == 0
+    assert _segment([folder], out, batch_weights) == 0
     labels = out / "worm1_labels.tif"
     labels.write_bytes(b"")  # a marker: only a new segmentation replaces it
 
-    assert _segment([phantoms / "worm1.tif"], out, batch_weights) == 0
+    assert _segment([folder], out, batch_weights) == 0  # the batch again: skipped
     assert labels.stat().st_size == 0 and "skipped" in capsys.readouterr().err
-    assert _segment([phantoms / "worm1.tif"], out, batch_weights, "--overwrite") == 0
+    assert _segment([folder], out, batch_weights, "--overwrite") == 0
     assert labels.stat().st_size > 0
+
+
+def test_a_stack_named_by_itself_is_always_segmented(tmp_path, phantoms, batch_weights, capsys):
+    """Outside a batch a rerun is a new segmentation (new parameters take effect)."""
+    out = tmp_path / "out"
+    assert _segment([phantoms / "worm1.tif"], out, batch_weights) == 0
+    labels = out / "worm1_labels.tif"
+    labels.write_bytes(b"")
+    assert _segment([phantoms / "worm1.tif"], out, batch_weights, "--threshold", "0.5") == 0
+    assert labels.stat().st_size > 0
+    assert "skipped" not in capsys.readouterr().err
 
 
 def test_outputs_with_a_partial_file_are_not_complete(tmp_path):
