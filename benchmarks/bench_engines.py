@@ -16,6 +16,8 @@ issue's tolerance: probabilities within 0.02 mean absolute, F1 within 0.005.
 
 Appends one JSON record (CPU model, flags, threads, medians, ratios, differences) to
 ``results/bench_engines.jsonl``. Conversions are cached (``$GERMSEG_ENGINE_CACHE``).
+``ONEDNN_MAX_CPU_ISA=AVX2`` caps oneDNN, so PyTorch's and OpenVINO's convolutions run the
+AVX2 code of a CPU without AVX-512 or native bfloat16 (ONNX Runtime's own kernels ignore it).
 
 Usage:
     python benchmarks/bench_engines.py [--window 32,256,256] [--windows 3] [--repeats 3]
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -187,6 +190,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--f1-seeds", default="", help="held-out seeds, e.g. 10000,10001")
     parser.add_argument("--f1-shape", type=parse_triple, default=(25, 512, 512))
+    parser.add_argument(
+        "--f1-engines", default="", help="engines to score, e.g. torch-float32,openvino-float32"
+    )
     parser.add_argument("--note", default="", help="conditions, e.g. 'under load'")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -199,7 +205,9 @@ def main() -> None:
     ratios = {name: medians[name] / medians["torch-float32"] for name in runners}
     seeds = [int(seed) for seed in args.f1_seeds.split(",") if seed.strip()]
     phantoms = [make_phantom(tuple(args.f1_shape), seed=seed) for seed in seeds]
-    f1 = {name: phantom_f1(run, model, phantoms) for name, run in runners.items()} if seeds else {}
+    scored = [name for name in args.f1_engines.split(",") if name] or list(runners)
+    scored = ["torch-float32", *(name for name in scored if name != "torch-float32")]
+    f1 = {name: phantom_f1(runners[name], model, phantoms) for name in scored} if seeds else {}
 
     print(
         f"| engine | s / window {tuple(args.window)} | ratio to torch-float32 | "
@@ -211,8 +219,10 @@ def main() -> None:
             f"| {name} | {medians[name]:.3f} | {ratios[name]:.2f} | "
             f"{differences[name][0]:.4f} | {differences[name][1]:.4f} |"
         )
-        if f1:
+        if name in f1:
             row += f" {f1[name]:.4f} | {f1[name] - f1['torch-float32']:+.4f} |"
+        elif f1:
+            row += " | |"
         print(row)
     cpu, flags = cpu_description()
     record = {
@@ -220,6 +230,8 @@ def main() -> None:
         "cpu": cpu,
         "flags": flags,
         "threads": torch.get_num_threads(),
+        # oneDNN's (PyTorch's and OpenVINO's convolutions) instruction-set cap, e.g. AVX2
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "native_bf16": cpu_has_fast_bfloat16(),
         "weights": model.card.name,
         "window": list(args.window),
