@@ -97,6 +97,18 @@ def test_health_names_model_device_and_version(client) -> None:
     }
 
 
+def test_engine_form_field_runs_that_engine_or_is_refused_in_one_line(
+    client, stack_path: Path
+) -> None:
+    refused = submit(client, stack_path, engine="tensorrt")
+    assert refused.status_code == 422
+    assert refused.json()["detail"].startswith("unknown engine 'tensorrt': use auto or torch")
+    response = submit(client, stack_path, engine="torch")
+    status, _ = wait_for(client, response.json()["job_id"])
+    assert status["status"] == "done", status["error"]
+    assert status["engine"] == "torch" and status["parameters"]["engine"] == "torch"
+
+
 def test_docs_and_ui_are_both_served(client) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
@@ -126,6 +138,9 @@ def test_segment_end_to_end(client, stack_path: Path, tmp_path: Path) -> None:
     assert status["source"] == "my_stack_1_.tif"
     assert status["network_reused"] is False and status["device"] == "cpu"
     assert status["precision"] == ("bfloat16" if cpu_has_fast_bfloat16() else "float32")
+    # the tiny model is germseg's U-Net: auto runs it with OpenVINO where that is installed
+    assert status["engine"] == ("openvino" if "openvino" in installed_engines() else "torch")
+    assert status["parameters"]["engine"] == "auto"
     assert {"read", "network", "watershed", "outputs", "total"} <= set(status["timings"])
     expected = {
         f"my_stack_1__{suffix}"
