@@ -27,6 +27,7 @@ import torch
 from segmentation.errors import InputError
 from segmentation.inference.engine_cache import (
     cached_path,
+    engine_cache_dir,
     export_onnx,
     weights_digest,
 )
@@ -201,11 +202,12 @@ def load_engine(
     """:func:`open_engine`, kept for this process (the last few engines opened)."""
     if engine == "torch":
         return network
-    key = (weights_digest(network), engine, precision, str(cache_dir), torch.get_num_threads())
+    folder = engine_cache_dir() if cache_dir is None else Path(cache_dir)
+    key = (weights_digest(network), engine, precision, str(folder), torch.get_num_threads())
     with _opened_lock:
         opened = _opened.get(key)
         if opened is None:
-            opened = open_engine(network, engine, precision, cache_dir=cache_dir)
+            opened = open_engine(network, engine, precision, cache_dir=folder)
             _opened[key] = opened
             while len(_opened) > _OPENED_LIMIT:
                 _opened.popitem(last=False)
