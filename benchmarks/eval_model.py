@@ -96,7 +96,7 @@ def cached_prediction(
         f"{model.card.name}-{weights}-{seed}-{image_hash}"
         f"-{'x'.join(map(str, shape))}-{resolve_autocast(inference.autocast, model.device)}"
         f"-{window}-{inference.overlap}"
-        f"-g{grid}p-sep{'-tflip' if inference.test_time_flip else ''}"
+        f"-g{grid}p-sep{'-tflip' if inference.test_time_flip else ''}-{inference.engine}"
     )
     path = cache / f"{key}.npz"
     if path.is_file():
@@ -164,6 +164,9 @@ def main() -> int:
     parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("10000-10003"))
     parser.add_argument("--shape", type=parse_triple, default=(25, 1024, 1024))
     parser.add_argument("--autocast", choices=("none", "bf16", "fp16"), default=None)
+    parser.add_argument(
+        "--engine", default=None, help="network engine (default: InferenceParameters')"
+    )
     parser.add_argument("--method", choices=("agglomeration", "multicut"), default=None)
     parser.add_argument("--patch", type=parse_triple, default=None)
     parser.add_argument("--overlap", type=float, default=None)
@@ -191,6 +194,8 @@ def main() -> int:
     inference = InferenceParameters()
     if arguments.autocast:
         inference = replace(inference, autocast=arguments.autocast)
+    if arguments.engine:
+        inference = replace(inference, engine=arguments.engine)
     if arguments.patch:
         inference = replace(inference, patch=arguments.patch)
     if arguments.overlap is not None:
@@ -221,6 +226,7 @@ def main() -> int:
             "seed": seed,
             "shape": list(arguments.shape),
             "autocast": resolve_autocast(inference.autocast, model.device),
+            "engine": inference.engine,
             "patch": list(inference.patch),
             "overlap": inference.overlap,
             "test_time_flip": inference.test_time_flip,
