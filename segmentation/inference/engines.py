@@ -46,8 +46,8 @@ OPENVINO_PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "int8")
 #: Phantom seeds of the INT8 calibration windows: training seeds (the test seeds, from
 #: 10000, and the tuning seeds, from 20000, stay unseen).
 CALIBRATION_SEEDS: tuple[int, ...] = tuple(range(100, 108))
-#: Batch and window of the ONNX export's example input (the export has free sizes).
-_EXPORT_SAMPLE_SHAPE = (1, 32, 64, 64)
+#: Window (z, y, x) of the ONNX export's example input (the export has free sizes).
+_EXPORT_SAMPLE_WINDOW = (32, 64, 64)
 #: Opened engines kept in this process, so that a server compiles each one once.
 _OPENED_LIMIT = 4
 _opened: OrderedDict[tuple, Engine] = OrderedDict()
@@ -136,7 +136,7 @@ def prepare_engine_files(
     onnx_path = export_onnx(
         network,
         cached_path(digest, "onnx", "float32", ".onnx", cache_dir),
-        (1, channels, *_EXPORT_SAMPLE_SHAPE[1:]),
+        (1, channels, *_EXPORT_SAMPLE_WINDOW),
     )
     if engine == "onnxruntime":
         return onnx_path
