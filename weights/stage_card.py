@@ -62,6 +62,7 @@ def stage_card(
         training["hardware"] = hardware
     card["name"] = run_card["name"]
     card["patch"] = run_card["patch"]
+    card["z_step_range"] = run_card.get("z_step_range", [4.0, 8.0])
     card["metrics"] = {}
     return card
 
