@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 gradio_client = pytest.importorskip("gradio_client")
 pytest.importorskip("uvicorn")
@@ -16,6 +17,7 @@ from app.server import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from segmentation.errors import InputError  # noqa: E402
 from segmentation.inference import cpu_has_fast_bfloat16  # noqa: E402
+from segmentation.inference.engines import engine_precision, resolve_engine  # noqa: E402
 from segmentation.io import read_stack  # noqa: E402
 from segmentation.parameters import (  # noqa: E402
     DEFAULT_PATCH,
@@ -49,7 +51,9 @@ def labels_of(downloads: list[str]) -> list[Path]:
     return [Path(path) for path in downloads if Path(path).name.endswith("_labels.tif")]
 
 
-def test_segment_then_resegment_through_the_client(server_url: str, stacks: list[Path]) -> None:
+def test_segment_then_resegment_through_the_client(
+    server_url: str, stacks: list[Path], tiny_model
+) -> None:
     client = gradio_client.Client(server_url, verbose=False)
     files = [gradio_client.handle_file(str(path)) for path in stacks]
     preview, selector, downloads, summary = client.predict(
@@ -63,8 +67,11 @@ def test_segment_then_resegment_through_the_client(server_url: str, stacks: list
         assert row[1] == labels.max() >= 1
     assert summary["headers"] == ["file", "cells found", "time (s)", "device", "network reused"]
     assert [row[4] for row in summary["data"]] == ["no", "no"]
-    precision = "bfloat16" if cpu_has_fast_bfloat16() else "float32"
-    assert [row[3] for row in summary["data"]] == [f"cpu ({precision})"] * 2
+    # the engine that auto picks here (OpenVINO where it is installed) and its precision
+    engine = resolve_engine("auto", torch.device("cpu"), tiny_model.network)
+    precision = engine_precision(engine, "auto", torch.device("cpu"))
+    assert precision == ("bfloat16" if cpu_has_fast_bfloat16() else "float32")
+    assert [row[3] for row in summary["data"]] == [f"cpu ({engine}, {precision})"] * 2
     assert Path(preview).read_bytes()[:6] == b"GIF89a"
     assert selector["choices"] == [["gonad_3.tif", "gonad_3.tif"], ["gonad_4.tif", "gonad_4.tif"]]
     assert {Path(p).name for p in downloads} >= {"gonad_3_results.zip", "gonad_4_cells.csv"}
