@@ -242,9 +242,10 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         "--engine",
         default=DEFAULT_ENGINE,
         metavar=_choices(ENGINES),
-        help="what runs the network: auto = OpenVINO on a CPU when it is installed (about 3x "
-        "faster than PyTorch there), else PyTorch; openvino and onnxruntime run on the CPU "
-        "and need pip install -r requirements-engines.txt (default %(default)s)",
+        help="what runs the network: auto = OpenVINO on a CPU when it is installed (1.4-2x "
+        "faster than PyTorch there, see BENCHMARKS.md), else PyTorch; openvino and "
+        "onnxruntime run on the CPU and need pip install -r requirements-engines.txt "
+        "(default %(default)s)",
     )
     parser.add_argument(
         "--test-time-flip",
