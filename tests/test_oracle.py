@@ -47,7 +47,7 @@ def segment(boundary, foreground, voxel_size, method: str) -> np.ndarray:
     ).labels
 
 
-@pytest.fixture(scope="module", params=[(0, 0.0), (1, 0.5)], ids=["canonical", "moderate"])
+@pytest.fixture(scope="module", params=[(3, 0.0), (1, 0.5)], ids=["canonical", "moderate"])
 def oracle_case(request):
     seed, variation = request.param
     phantom = make_phantom(SHAPE, seed, variation=variation)
