@@ -92,12 +92,14 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
     def segment(
         file: Annotated[UploadFile, File(description="Two-channel 3D stack (.tif/.tiff or .nd2)")],
         threshold: Annotated[float, Form()] = DEFAULT_THRESHOLD,
-        footprint: Annotated[int, Form()] = DEFAULT_FOOTPRINT,
+        # sizes are read as numbers and checked as whole numbers by the parameters, so
+        # that a value like 1e23 gets the message every other entry point gives
+        footprint: Annotated[float, Form()] = DEFAULT_FOOTPRINT,
         cutoff: Annotated[float, Form()] = DEFAULT_CUTOFF,
         method: Annotated[str, Form()] = DEFAULT_METHOD,
-        min_size: Annotated[int, Form()] = DEFAULT_MIN_SIZE,
+        min_size: Annotated[float, Form()] = DEFAULT_MIN_SIZE,
         max_size: Annotated[
-            int | None, Form(description="Largest cell in voxels; empty or 0: no limit")
+            float | None, Form(description="Largest cell in voxels; empty or 0: no limit")
         ] = DEFAULT_MAX_SIZE,
         min_volume_um3: Annotated[
             float | None,

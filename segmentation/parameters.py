@@ -108,8 +108,11 @@ MAX_VOXEL_SIZE_UM = 1e3
 
 
 def _shown(value: object) -> str:
-    """``value`` as a user typed it: numbers with ``:g``, anything else with ``repr``."""
+    """``value`` as a user typed it: numbers with ``:g`` (whole ones below 1e15 in full, as
+    a form that reads numbers as floats passes 99999999999), anything else with ``repr``."""
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
         return f"{value:g}"
     return repr(value) if isinstance(value, str) else str(value)
 

@@ -261,16 +261,19 @@ def test_the_guard_against_work_is_real(stack, no_work, tmp_path) -> None:
 def test_a_number_too_large_for_an_int_is_refused_in_one_line(
     stack, ui_segment, no_work, tmp_path, capsys
 ) -> None:
-    """1e23 voxels: the CLI, the UI and Python share the message (REST's form wants an int)."""
+    """1e23 voxels: every entry point gives the same message."""
     expected = "min_size must be a whole number of voxels from 0 to 4,294,967,296, got 1e+23"
     assert python_message(lambda _: SegmentationParameters(min_size=1e23), stack) == expected
     assert cli_message(["--min-size", "1e23"], stack, tmp_path, capsys) == expected
     assert ui_message(ui_segment, {"min_size": 1e23}, stack) == expected
 
 
-def test_rest_refuses_a_fractional_size_in_one_line(client, stack) -> None:
-    detail = rest_message(client, {"min_size": "1e23"}, stack)
-    assert detail.startswith("min_size:") and "\n" not in detail
+def test_rest_gives_the_shared_message_for_sizes_that_are_not_whole_numbers(
+    client, stack
+) -> None:
+    expected = "min_size must be a whole number of voxels from 0 to 4,294,967,296, got 1e+23"
+    assert rest_message(client, {"min_size": "1e23"}, stack) == expected
+    assert rest_message(client, {"footprint": "17.5"}, stack).startswith("footprint must be")
 
 
 def test_the_parameters_normalise_what_they_accept() -> None:

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from segmentation import pipeline
 from segmentation.batch.stacks import StackJob
 from segmentation.errors import GermsegError
 from segmentation.model import LoadedModel
@@ -15,7 +16,7 @@ from segmentation.parameters import (
     InferenceParameters,
     SegmentationParameters,
 )
-from segmentation.pipeline import FileResult, ProgressCallback, segment_file
+from segmentation.pipeline import FileResult, ProgressCallback
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ def segment_stack(
         ``"done"`` with the written files, or ``"failed"`` with a one-line reason.
     """
     try:
-        result = segment_file(
+        # looked up at call time, so that the pipeline's own function is what runs
+        result = pipeline.segment_file(
             job.path,
             out_dir,
             model,
