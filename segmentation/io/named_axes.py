@@ -7,6 +7,8 @@ the same checks and messages as a TIFF stack.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -125,3 +127,24 @@ def stack_from_named_axes(
         _read_channel(data, roles, channel, image[out_index])
     _validate_values(name, image, selected)
     return Stack(image, voxel_size, source_axes, str(dtype), warnings)
+
+
+@contextmanager
+def reader_errors(name: str, unreadable: str) -> Iterator[None]:
+    """Turn a format library's failures while reading ``name`` into one-line InputErrors.
+
+    An :class:`InputError` passes unchanged; running out of memory says so; anything else
+    becomes ``"<name> <unreadable> (<first line of the error>); copy or export it again"``,
+    e.g. ``unreadable="is not a readable ND2 file or is truncated"``.
+    """
+    try:
+        yield
+    except InputError:
+        raise
+    except MemoryError as error:
+        raise InputError(
+            f"{name}: not enough memory to read the stack; crop it or use a larger machine"
+        ) from error
+    except Exception as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InputError(f"{name} {unreadable} ({detail}); copy or export it again") from error

@@ -16,7 +16,7 @@ from typing import Protocol
 import nd2
 
 from segmentation.errors import InputError
-from segmentation.io.named_axes import IndexableArray, stack_from_named_axes
+from segmentation.io.named_axes import IndexableArray, reader_errors, stack_from_named_axes
 from segmentation.io.reader import Stack
 from segmentation.parameters import VoxelSize
 
@@ -143,20 +143,10 @@ def read_nd2(
     if not path.is_file():
         raise InputError(f"{path} is not a file; give the path of an .nd2 stack")
     name = path.name
-    try:
-        with nd2.ND2File(path) as nd2_file:
-            return stack_from_nd2(
-                name, nd2_file, channels=channels, max_voxels=max_voxels, decode=decode
-            )
-    except InputError:
-        raise
-    except MemoryError as error:
-        raise InputError(
-            f"{name}: not enough memory to read the stack; crop it or use a larger machine"
-        ) from error
-    except Exception as error:
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(
-            f"{name} is not a readable ND2 file or is truncated ({detail}); "
-            "copy or export the file again"
-        ) from error
+    with (
+        reader_errors(name, "is not a readable ND2 file or is truncated"),
+        nd2.ND2File(path) as nd2_file,
+    ):
+        return stack_from_nd2(
+            name, nd2_file, channels=channels, max_voxels=max_voxels, decode=decode
+        )

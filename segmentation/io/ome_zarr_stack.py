@@ -17,7 +17,7 @@ from pathlib import Path
 import zarr
 
 from segmentation.errors import InputError
-from segmentation.io.named_axes import stack_from_named_axes
+from segmentation.io.named_axes import reader_errors, stack_from_named_axes
 from segmentation.io.reader import Stack
 from segmentation.parameters import VoxelSize
 
@@ -167,7 +167,7 @@ def read_ome_zarr(
             f"{path} is not a folder; an OME-Zarr image is a .zarr folder (unzip it first)"
         )
     name = path.name
-    try:
+    with reader_errors(name, "is not a readable OME-Zarr image or is incomplete"):
         root = zarr.open_group(path, mode="r")
         group, multiscale = _image_group(name, root)
         dataset = multiscale["datasets"][0]
@@ -184,15 +184,3 @@ def read_ome_zarr(
             max_voxels=max_voxels,
             decode=decode,
         )
-    except InputError:
-        raise
-    except MemoryError as error:
-        raise InputError(
-            f"{name}: not enough memory to read the stack; crop it or use a larger machine"
-        ) from error
-    except Exception as error:
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise InputError(
-            f"{name} is not a readable OME-Zarr image or is incomplete ({detail}); "
-            "copy or export it again"
-        ) from error
