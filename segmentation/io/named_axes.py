@@ -16,6 +16,7 @@ import numpy as np
 from segmentation.errors import InputError
 from segmentation.io.reader import (
     Stack,
+    _check_voxel_limit,
     _roles_from_named_axes,
     _select_channels,
     _validate_values,
@@ -110,13 +111,7 @@ def stack_from_named_axes(
             "(Z, Y, X)"
         )
     size = {role: shape[i] for i, role in enumerate(roles) if role is not None}
-    n_voxels = size["Z"] * size["Y"] * size["X"]
-    if n_voxels > max_voxels:
-        raise InputError(
-            f"{name} has {n_voxels:,} voxels (Z*Y*X = {size['Z']}*{size['Y']}*{size['X']}), "
-            f"more than the limit of {max_voxels:,}; crop the stack or raise the limit "
-            "(--max-voxels)"
-        )
+    _check_voxel_limit(name, size, max_voxels)
     selected, warnings = _select_channels(name, size.get("C", 1), channels)
     source_axes = "".join(role for role in roles if role is not None)
     if not decode:

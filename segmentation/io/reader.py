@@ -168,6 +168,17 @@ def _roles_from_shape(name: str, axes: str, shape: tuple[int, ...]) -> list[str 
     return roles
 
 
+def _check_voxel_limit(name: str, size: dict[str, int], max_voxels: int) -> None:
+    """Refuse a stack of more than ``max_voxels`` voxels Z * Y * X (``size`` by axis role)."""
+    n_voxels = size["Z"] * size["Y"] * size["X"]
+    if n_voxels > max_voxels:
+        raise InputError(
+            f"{name} has {n_voxels:,} voxels (Z*Y*X = {size['Z']}*{size['Y']}*{size['X']}), "
+            f"more than the limit of {max_voxels:,}; crop the stack or raise the limit "
+            "(--max-voxels)"
+        )
+
+
 def _select_channels(
     name: str, n_channels: int, channels: tuple[int, int] | None
 ) -> tuple[tuple[int, int], tuple[str, ...]]:
@@ -459,13 +470,7 @@ def _read_open_tiff(
             f"{name} is a 2-D image (axes {series.axes}); germseg needs a 3-D stack (Z, Y, X)"
         )
     size = {role: shape[i] for i, role in enumerate(roles) if role is not None}
-    n_voxels = size["Z"] * size["Y"] * size["X"]
-    if n_voxels > max_voxels:
-        raise InputError(
-            f"{name} has {n_voxels:,} voxels (Z*Y*X = {size['Z']}*{size['Y']}*{size['X']}), "
-            f"more than the limit of {max_voxels:,}; crop the stack or raise the limit "
-            "(--max-voxels)"
-        )
+    _check_voxel_limit(name, size, max_voxels)
     selected, warnings = _select_channels(name, size.get("C", 1), channels)
     source_axes = "".join(role for role in roles if role is not None)
     if not decode:
