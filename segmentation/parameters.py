@@ -80,6 +80,9 @@ VoxelSize = tuple[float, float, float]
 
 #: Largest number of voxels (C excluded) a stack may have.
 DEFAULT_MAX_VOXELS = 64 * 1024 * 1024
+#: Memory (GB) a segmentation may use: a stack whose in-memory run would need more is
+#: segmented blockwise (``segmentation.blockwise``), within about this much.
+DEFAULT_MEMORY_BUDGET_GB = 4.0
 
 # Limits ---------------------------------------------------------------------------------
 #: Largest watershed seed footprint, in XY pixels.
@@ -105,6 +108,10 @@ MAX_VOLUME_UM3 = 1e9
 #: Smallest and largest voxel size along any axis, in µm.
 MIN_VOXEL_SIZE_UM = 1e-3
 MAX_VOXEL_SIZE_UM = 1e3
+#: Smallest and largest memory budget, in GB (the interpreter, PyTorch and one network
+#: window already take about 1 GB).
+MIN_MEMORY_BUDGET_GB = 1.5
+MAX_MEMORY_BUDGET_GB = 4096.0
 
 
 def _shown(value: object) -> str:
@@ -321,6 +328,26 @@ def check_max_voxels(value: object) -> int:
         Otherwise.
     """
     return check_whole_number("max_voxels", value, 1, MAX_STACK_VOXELS, "voxels")
+
+
+def check_memory_budget(value: object) -> float:
+    """A memory budget in GB, from :data:`MIN_MEMORY_BUDGET_GB` to :data:`MAX_MEMORY_BUDGET_GB`.
+
+    Raises
+    ------
+    InputError
+        Otherwise (NaN and infinities included).
+    """
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not MIN_MEMORY_BUDGET_GB <= number <= MAX_MEMORY_BUDGET_GB:
+        raise InputError(
+            f"memory budget must be a number of GB from {MIN_MEMORY_BUDGET_GB:g} to "
+            f"{MAX_MEMORY_BUDGET_GB:g}, got {_shown(value)}"
+        )
+    return number
 
 
 @dataclass(frozen=True)
