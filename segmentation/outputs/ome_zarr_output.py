@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dask.array as da
 import numpy as np
 import zarr
 from ome_zarr.format import FormatV04
@@ -51,10 +52,11 @@ def write_ome_zarr(
     ----------
     path : str or Path
         The folder to write (conventionally ``<stem>.ome.zarr``); anything there is replaced.
-    labels : np.ndarray
+    labels : np.ndarray or dask.array.Array
         (Z, Y, X) non-negative integer labels, 0 = background.
-    boundary_probability : np.ndarray
-        (Z, Y, X) values in [0, 1], written as float32.
+    boundary_probability : np.ndarray or dask.array.Array
+        (Z, Y, X) values in [0, 1], written as float32. Dask arrays are written chunk by
+        chunk (chunked as the output, one plane of at most 1024 x 1024 pixels).
     voxel_size : (float, float, float) or None
         (z, y, x) in µm.
 
@@ -68,8 +70,13 @@ def write_ome_zarr(
     ValueError
         If the volumes are not 3-D of one shape or the labels are not integers.
     """
-    labels = np.asarray(labels)
-    boundary_probability = np.asarray(boundary_probability, dtype=np.float32)
+    # Dask arrays (a blockwise run's on-disk volumes) are written chunk by chunk
+    if not isinstance(labels, da.Array):
+        labels = np.asarray(labels)
+    if isinstance(boundary_probability, da.Array):
+        boundary_probability = boundary_probability.astype(np.float32)
+    else:
+        boundary_probability = np.asarray(boundary_probability, dtype=np.float32)
     if labels.ndim != 3 or labels.shape != boundary_probability.shape:
         raise ValueError(
             f"labels {labels.shape} and boundary_probability {boundary_probability.shape} "
