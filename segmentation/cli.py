@@ -28,6 +28,7 @@ from segmentation.parameters import (
     DEFAULT_FRAGMENT_RATIO,
     DEFAULT_MAX_SIZE,
     DEFAULT_MAX_VOXELS,
+    DEFAULT_MEMORY_BUDGET_GB,
     DEFAULT_METHOD,
     DEFAULT_MIN_SIZE,
     DEFAULT_OUTPUT_FORMAT,
@@ -51,6 +52,7 @@ from segmentation.parameters import (
     InferenceParameters,
     SegmentationParameters,
     check_max_voxels,
+    check_memory_budget,
     parse_patch,
     parse_voxel_size,
 )
@@ -289,6 +291,20 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_MAX_VOXELS,
         help="largest stack accepted, in voxels Z*Y*X (default %(default)s)",
     )
+    parser.add_argument(
+        "--memory-budget",
+        type=_number,
+        default=DEFAULT_MEMORY_BUDGET_GB,
+        metavar="GB",
+        help="memory the segmentation may use: a stack that needs more in one piece is "
+        "segmented blockwise through on-disk Zarr arrays (TIFF or OME-Zarr input, "
+        "--format ome-zarr; --max-voxels does not apply) (default %(default)s)",
+    )
+    parser.add_argument(
+        "--blockwise",
+        action="store_true",
+        help="segment blockwise whatever the stack's size (see --memory-budget)",
+    )
     parser.add_argument("--no-gif", action="store_true", help="do not write the GIF preview")
     parser.add_argument(
         "--format",
@@ -344,6 +360,8 @@ def _run_segment(arguments: argparse.Namespace) -> int:
                 None if arguments.voxel_size is None else parse_voxel_size(arguments.voxel_size)
             ),
             format=check_output_format(arguments.format),
+            memory_budget_gb=check_memory_budget(arguments.memory_budget),
+            blockwise=arguments.blockwise,
         )
         if on_cluster:
             from segmentation.batch.cluster import check_cluster_options

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from segmentation.blockwise import fits_in_memory, segment_file_blockwise, stack_header
 from segmentation.errors import InputError
 from segmentation.graph import (
     RegionGraph,
@@ -45,9 +46,11 @@ from segmentation.outputs import (
 )
 from segmentation.parameters import (
     DEFAULT_MAX_VOXELS,
+    DEFAULT_MEMORY_BUDGET_GB,
     DEFAULT_OUTPUT_FORMAT,
     InferenceParameters,
     SegmentationParameters,
+    check_memory_budget,
 )
 from segmentation.postprocess import (
     filter_by_size,
@@ -461,8 +464,15 @@ def segment_file(
     stem: str | None = None,
     voxel_size: tuple[float, float, float] | None = None,
     format: str = DEFAULT_OUTPUT_FORMAT,
+    memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
+    blockwise: bool = False,
 ) -> FileResult:
     """Read one TIFF, ND2 or OME-Zarr stack, segment it and write its outputs into ``out_dir``.
+
+    A stack whose in-memory run would need more than ``memory_budget_gb``
+    (:func:`segmentation.blockwise.fits_in_memory`), and any stack with ``blockwise``, is
+    segmented block by block instead (:func:`segmentation.blockwise.segment_file_blockwise`:
+    TIFF or OME-Zarr input, OME-Zarr output; ``max_voxels`` does not apply).
 
     The outputs are named ``<stem>_labels.tif`` etc. (``<stem>.ome.zarr`` for the labels and
     boundaries with ``format="ome-zarr"``), ``stem`` being the file's name without its
@@ -480,6 +490,23 @@ def segment_file(
     """
     path = Path(path)
     check_output_format(format)
+    memory_budget_gb = check_memory_budget(memory_budget_gb)
+    header = stack_header(path, channels=channels, voxel_size=voxel_size)
+    if blockwise or not fits_in_memory(header.image.shape[1:], memory_budget_gb):
+        return segment_file_blockwise(
+            path,
+            out_dir,
+            model,
+            segmentation_parameters=segmentation_parameters,
+            inference_parameters=inference_parameters,
+            channels=channels,
+            gif=gif,
+            progress=progress,
+            stem=stem,
+            voxel_size=voxel_size,
+            format=format,
+            memory_budget_gb=memory_budget_gb,
+        )
     timings: dict[str, float] = {}
     start = time.perf_counter()
     stack = read_stack(path, channels=channels, max_voxels=max_voxels, voxel_size=voxel_size)

@@ -12,6 +12,7 @@ from segmentation.errors import GermsegError
 from segmentation.model import LoadedModel
 from segmentation.parameters import (
     DEFAULT_MAX_VOXELS,
+    DEFAULT_MEMORY_BUDGET_GB,
     DEFAULT_OUTPUT_FORMAT,
     InferenceParameters,
     SegmentationParameters,
@@ -38,6 +39,8 @@ class BatchOptions:
     gif: bool = True
     voxel_size: tuple[float, float, float] | None = None
     format: str = DEFAULT_OUTPUT_FORMAT
+    memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB
+    blockwise: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,8 @@ def segment_stack(
             stem=job.stem,
             voxel_size=options.voxel_size,
             format=options.format,
+            memory_budget_gb=options.memory_budget_gb,
+            blockwise=options.blockwise,
         )
     except Exception as error:  # one failed stack of a batch must not stop the others
         return StackOutcome(job, "failed", error=failure_message(error))

@@ -14,7 +14,7 @@ import tifffile
 import zarr
 
 from segmentation.errors import InputError
-from segmentation.io import read_stack
+from segmentation.io import Stack, read_stack
 from segmentation.io.named_axes import IndexableArray, reader_errors
 from segmentation.io.ome_zarr_stack import _axis_letters, _image_group
 from segmentation.io.reader import (
@@ -93,6 +93,24 @@ def _ome_zarr_array(path: Path) -> tuple[IndexableArray, list[str | None]]:
     return data, _roles_from_named_axes(path.name, axes, shape)
 
 
+def stack_header(
+    path: str | Path,
+    *,
+    channels: tuple[int, int] | None = None,
+    voxel_size: VoxelSize | None = None,
+) -> Stack:
+    """What :func:`segmentation.io.read_stack` tells from a stack's header (no values are
+    decoded; ``image`` is a read-only all-zero view), without its size limits."""
+    return read_stack(
+        path,
+        channels=channels,
+        max_voxels=MAX_STACK_VOXELS,
+        voxel_size=voxel_size,
+        max_decoded_bytes=sys.maxsize,
+        decode=False,
+    )
+
+
 def open_lazy_stack(
     path: str | Path,
     *,
@@ -124,14 +142,7 @@ def open_lazy_stack(
         For an ND2 file (convert it to OME-Zarr or TIFF), and as ``read_stack``.
     """
     path = Path(path)
-    header = read_stack(
-        path,
-        channels=channels,
-        max_voxels=MAX_STACK_VOXELS,
-        voxel_size=voxel_size,
-        max_decoded_bytes=sys.maxsize,
-        decode=False,
-    )
+    header = stack_header(path, channels=channels, voxel_size=voxel_size)
     with reader_errors(path.name, "cannot be read block by block"):
         if path.is_dir():
             data, roles = _ome_zarr_array(path)
