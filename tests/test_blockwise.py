@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import zarr
+from test_oracle import oracle_probabilities
 
 from segmentation.blockwise import (
     block_shape_for_budget,
@@ -31,11 +31,10 @@ from segmentation.errors import InputError
 from segmentation.evaluation import match_instances
 from segmentation.inference import tissue_mask
 from segmentation.io import normalize_percentile, read_stack
-from segmentation.model import LoadedModel, ModelCard, build_network, save_checkpoint
+from segmentation.model import ModelCard, build_network, save_checkpoint
 from segmentation.parameters import InferenceParameters, check_memory_budget
 from segmentation.pipeline import BoundaryPrediction, predict, segment_from_boundaries
 from segmentation.synthetic import make_phantom, write_phantom
-from test_oracle import oracle_probabilities
 
 SHAPE = (24, 256, 256)
 BLOCK = (12, 128, 128)

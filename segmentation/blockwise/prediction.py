@@ -11,6 +11,7 @@ stored as float16 (probabilities within 0.0005 of float32).
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -195,6 +196,7 @@ def predict_blockwise(
         if len(channels) > 1 and statistics.tissue is not None:
             block_sums[FOREGROUND] *= statistics.tissue[ys, xs]
         probabilities[:, :, ys, xs] = block_sums.astype(PROBABILITY_DTYPE)
+    shutil.rmtree(work_dir / "sums.zarr")
     logger.info(
         "network (blockwise): %d windows in %d tiles, %.1f s on %s (%s, %s)",
         len(placements),
