@@ -147,6 +147,18 @@ def test_auto_and_explicit_engines_resolve_per_device_and_network(bundled, monke
         resolve_engine("onnxruntime", gpu, unet)
 
 
+def test_openvino_reports_the_precision_its_cpu_plugin_runs(monkeypatch):
+    """An AVX-512 CPU without AVX512_BF16 gets bfloat16 from oneDNN but float32 from OpenVINO."""
+    from segmentation.inference import engines
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(engines, "openvino_cpu_has_bfloat16", lambda: False)
+    assert engine_precision("openvino", "bf16", cpu) == "float32"
+    monkeypatch.setattr(engines, "openvino_cpu_has_bfloat16", lambda: True)
+    assert engine_precision("openvino", "bf16", cpu) == "bfloat16"
+    assert engine_precision("openvino", "none", cpu) == "float32"
+
+
 def test_engine_values_are_checked_with_one_message(monkeypatch):
     with pytest.raises(InputError, match=r"unknown engine 'tensorrt': use auto or torch or"):
         InferenceParameters(engine="tensorrt")

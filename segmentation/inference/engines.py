@@ -15,6 +15,7 @@ U-Net when it is installed, PyTorch otherwise and on a GPU.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import OrderedDict
@@ -93,17 +94,36 @@ def resolve_engine(engine: str, device: torch.device, network: torch.nn.Module) 
     return engine
 
 
+@functools.cache
+def openvino_cpu_has_bfloat16() -> bool:
+    """Whether OpenVINO's CPU plugin computes in bfloat16 here (its ``BF16`` capability).
+
+    oneDNN (and so PyTorch) also accepts bfloat16 on AVX-512 CPUs without the AVX512_BF16
+    or AMX instructions, by conversion; OpenVINO then ignores a ``bf16`` precision hint and
+    runs float32. Asked once per process (a property of the machine).
+    """
+    try:
+        import openvino as ov
+
+        capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception as error:  # noqa: BLE001 - any failure means no bfloat16 from it
+        logger.debug("OpenVINO capabilities unavailable: %s", error)
+        return False
+    return "BF16" in capabilities
+
+
 def engine_precision(engine: str, autocast: str, device: torch.device) -> str:
     """What ``engine`` (resolved) computes in for ``autocast`` on ``device``.
 
     PyTorch follows :func:`~segmentation.inference.precision_name`; OpenVINO runs bfloat16
-    where PyTorch would (a CPU with native bfloat16) and float32 elsewhere; ONNX Runtime
-    runs float32.
+    where PyTorch would (a CPU with native bfloat16) and its CPU plugin offers it
+    (:func:`openvino_cpu_has_bfloat16`), float32 elsewhere; ONNX Runtime runs float32.
     """
     if engine == "torch":
         return precision_name(autocast, device)
     if engine == "openvino":
-        return "bfloat16" if resolve_autocast(autocast, device) == "bf16" else "float32"
+        wants_bfloat16 = resolve_autocast(autocast, device) == "bf16"
+        return "bfloat16" if wants_bfloat16 and openvino_cpu_has_bfloat16() else "float32"
     return "float32"
 
 
