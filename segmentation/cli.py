@@ -297,8 +297,8 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_MEMORY_BUDGET_GB,
         metavar="GB",
         help="memory the segmentation may use: a stack that needs more in one piece is "
-        "segmented blockwise through on-disk Zarr arrays (TIFF or OME-Zarr input, "
-        "--format ome-zarr; --max-voxels does not apply) (default %(default)s)",
+        "segmented blockwise through on-disk Zarr arrays (TIFF or OME-Zarr input; "
+        "--max-voxels does not apply) (default %(default)s)",
     )
     parser.add_argument(
         "--blockwise",

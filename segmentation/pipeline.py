@@ -472,7 +472,8 @@ def segment_file(
     A stack whose in-memory run would need more than ``memory_budget_gb``
     (:func:`segmentation.blockwise.fits_in_memory`), and any stack with ``blockwise``, is
     segmented block by block instead (:func:`segmentation.blockwise.segment_file_blockwise`:
-    TIFF or OME-Zarr input, OME-Zarr output; ``max_voxels`` does not apply).
+    TIFF or OME-Zarr input, the same outputs written plane by plane; ``max_voxels`` does not
+    apply).
 
     The outputs are named ``<stem>_labels.tif`` etc. (``<stem>.ome.zarr`` for the labels and
     boundaries with ``format="ome-zarr"``), ``stem`` being the file's name without its

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 import zarr
 from test_oracle import oracle_probabilities
@@ -32,6 +34,7 @@ from segmentation.evaluation import match_instances
 from segmentation.inference import tissue_mask
 from segmentation.io import normalize_percentile, read_stack
 from segmentation.model import ModelCard, build_network, save_checkpoint
+from segmentation.outputs import write_label_planes, write_labels
 from segmentation.parameters import InferenceParameters, check_memory_budget
 from segmentation.pipeline import BoundaryPrediction, predict, segment_from_boundaries
 from segmentation.synthetic import make_phantom, write_phantom
@@ -56,9 +59,7 @@ def oracle_run(tmp_path_factory):
         None,
         phantom.voxel_size,
     ).labels
-    result = segment_probabilities_blockwise(
-        probabilities, work, BLOCK, None, phantom.voxel_size
-    )
+    result = segment_probabilities_blockwise(probabilities, work, BLOCK, None, phantom.voxel_size)
     blockwise = result.read(tuple(slice(0, n) for n in SHAPE))
     return phantom, in_memory, blockwise
 
@@ -124,7 +125,9 @@ def test_on_disk_prediction_matches_the_in_memory_one(tmp_path, tiny_weights, ph
     reference = predict(read_stack(phantom_path), model, parameters)
     np.testing.assert_allclose(stored[0], reference.boundary_probability, atol=5e-4)
     np.testing.assert_allclose(stored[1], reference.foreground_probability, atol=5e-4)
-    assert (tmp_path / "out" / "image.ome.zarr").is_dir()
+    # the default format, as segment_file's: TIFFs
+    assert set(result.paths) == {"labels", "boundaries", "cells"}
+    assert tifffile.imread(result.paths["labels"]).shape == (12, 200, 168)
     assert result.timings.keys() >= {"read", "network", "watershed", "graph", "postprocess"}
 
 
@@ -168,18 +171,51 @@ def test_tissue_mask_gathered_blockwise_equals_the_whole_stacks(tmp_path):
 
 def test_cli_blockwise_end_to_end(tmp_path, tiny_weights, phantom_path, capsys):
     out = tmp_path / "out"
-    common = ["segment", str(phantom_path), "--out", str(out), "--weights", str(tiny_weights),
-              "--patch", ",".join(map(str, PATCH)), "--min-size", "1", "--blockwise"]
+    common = [
+        "segment",
+        str(phantom_path),
+        "--out",
+        str(out),
+        "--weights",
+        str(tiny_weights),
+        "--patch",
+        ",".join(map(str, PATCH)),
+        "--min-size",
+        "1",
+        "--blockwise",
+    ]
     assert main([*common, "--format", "ome-zarr"]) == 0
     labels = zarr.open_group(str(out / "image.ome.zarr"), mode="r")["labels/cells/s0"]
     assert labels.shape == (12, 200, 168) and labels[:].max() > 0
     assert (out / "image_cells.csv").read_text().startswith("label,voxels")
     assert (out / "image_preview.gif").is_file()
     assert not list(out.glob(".blockwise-*")) and not list(out.glob("*.partial"))
-    capsys.readouterr()
-    assert main(common) == 2
-    error = capsys.readouterr().err.strip()
-    assert error.count("\n") == 0 and "--format ome-zarr" in error
+    assert main([*common, "--format", "tiff"]) == 0
+    tiff_labels = tifffile.imread(out / "image_labels.tif")
+    np.testing.assert_array_equal(tiff_labels, labels[:])
+    boundaries = zarr.open_group(str(out / "image.ome.zarr"), mode="r")["s0"][:]
+    np.testing.assert_array_equal(tifffile.imread(out / "image_boundaries.tif"), boundaries)
+    assert not list(out.glob(".blockwise-*")) and not list(out.glob("*.partial"))
+
+
+def test_label_planes_are_written_as_the_whole_volume(tmp_path):
+    rng = np.random.default_rng(0)
+    for largest in (300, 70_000):
+        labels = rng.integers(0, largest + 1, size=(3, 20, 16)).astype(np.uint32)
+        labels.flat[0] = largest
+        write_labels(tmp_path / "whole.tif", labels, (0.5, 0.2, 0.2))
+        write_label_planes(
+            tmp_path / "planes.tif", iter(labels), labels.shape, largest, (0.5, 0.2, 0.2)
+        )
+        whole = tifffile.TiffFile(tmp_path / "whole.tif")
+        planes = tifffile.TiffFile(tmp_path / "planes.tif")
+        np.testing.assert_array_equal(planes.asarray(), whole.asarray())
+        assert planes.series[0].dtype == whole.series[0].dtype
+        assert planes.imagej_metadata == whole.imagej_metadata
+        uuid = re.compile(r"urn:uuid:[0-9a-f-]+")
+        assert uuid.sub("", planes.ome_metadata or "") == uuid.sub("", whole.ome_metadata or "")
+    with pytest.raises(ValueError, match="planes given"):
+        write_label_planes(tmp_path / "short.tif", iter(labels[:2]), labels.shape, largest)
 
 
 @pytest.mark.parametrize("value", ["0", "nan", "1e9", "-4"])

@@ -1,5 +1,6 @@
 """Outputs of a blockwise run, written without holding a whole volume: the OME-Zarr image
-(through Dask, plane by plane), the cell table (per block, merged) and the preview (from a
+(through Dask, plane by plane) or the label and boundary TIFFs (plane by plane), the cell
+table (per block, merged) and the preview (from a
 strided subsample)."""
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from segmentation.blockwise.blocks import Block
 from segmentation.blockwise.lazy_stack import LazyStack
 from segmentation.blockwise.postprocess import BlockwiseLabels
 from segmentation.blockwise.prediction import BOUNDARY
-from segmentation.outputs import cell_table, write_ome_zarr, write_preview_gif
+from segmentation.outputs import (
+    cell_table,
+    write_boundary_planes,
+    write_label_planes,
+    write_ome_zarr,
+    write_preview_gif,
+)
 from segmentation.outputs.cell_table import CELL_TABLE_COLUMNS
 from segmentation.outputs.ome_zarr_output import _MAX_CHUNK_XY
 
@@ -39,6 +46,33 @@ def write_ome_zarr_blockwise(
     )
     boundary = da.from_zarr(probabilities, chunks=(1, *chunks))[BOUNDARY].astype(np.float32)
     return write_ome_zarr(path, cells, boundary, voxel_size)
+
+
+def write_tiffs_blockwise(
+    labels_path: Path,
+    boundaries_path: Path,
+    labels: BlockwiseLabels,
+    probabilities: zarr.Array,
+    voxel_size: tuple[float, float, float] | None,
+) -> None:
+    """:func:`~segmentation.outputs.write_labels` and
+    :func:`~segmentation.outputs.write_boundaries` of on-disk labels and probabilities, one
+    plane at a time."""
+    shape = labels.cells.shape
+    lookup = labels.lookup
+    write_label_planes(
+        labels_path,
+        (lookup[labels.cells[z]] for z in range(shape[0])),
+        shape,
+        int(lookup.max()),
+        voxel_size,
+    )
+    write_boundary_planes(
+        boundaries_path,
+        (probabilities[BOUNDARY, z] for z in range(shape[0])),
+        shape,
+        voxel_size,
+    )
 
 
 def _merge_rows(parts: list[dict], voxel_size: tuple[float, float, float] | None) -> dict:

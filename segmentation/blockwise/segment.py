@@ -24,6 +24,7 @@ from segmentation.blockwise.outputs import (
     cell_table_blockwise,
     write_ome_zarr_blockwise,
     write_preview_blockwise,
+    write_tiffs_blockwise,
 )
 from segmentation.blockwise.postprocess import (
     BlockwiseLabels,
@@ -37,13 +38,13 @@ from segmentation.blockwise.postprocess import (
 from segmentation.blockwise.prediction import predict_blockwise
 from segmentation.blockwise.statistics import scan_stack
 from segmentation.blockwise.watershed import WATERSHED_HALO_PIXELS, watershed_blockwise
-from segmentation.errors import InputError
 from segmentation.graph import cell_neighbours, partition, separate_background
 from segmentation.io import voxel_size_for_distances
 from segmentation.model import LoadedModel
 from segmentation.outputs import check_output_format, output_paths, stack_stem, write_cell_table
 from segmentation.parameters import (
     DEFAULT_MEMORY_BUDGET_GB,
+    DEFAULT_OUTPUT_FORMAT,
     InferenceParameters,
     SegmentationParameters,
     check_memory_budget,
@@ -144,16 +145,23 @@ def _write_outputs(
     labels: BlockwiseLabels,
     blocks: list,
     gif: bool,
+    format: str,
 ) -> dict[str, Path]:
-    """Write the OME-Zarr, cell table and preview under partial names, then rename them."""
+    """Write the volumes (OME-Zarr or TIFFs), cell table and preview under partial names,
+    then rename them."""
     from segmentation.pipeline import PARTIAL_SUFFIX, _remove_output, _replace_output
 
-    paths = output_paths(out_dir, stem, "ome-zarr")
+    paths = output_paths(out_dir, stem, format)
     if not gif:
         paths.pop("preview")
     partial = {kind: path.with_name(path.name + PARTIAL_SUFFIX) for kind, path in paths.items()}
     try:
-        write_ome_zarr_blockwise(partial["ome_zarr"], labels, probabilities, stack.voxel_size)
+        if format == "ome-zarr":
+            write_ome_zarr_blockwise(partial["ome_zarr"], labels, probabilities, stack.voxel_size)
+        else:
+            write_tiffs_blockwise(
+                partial["labels"], partial["boundaries"], labels, probabilities, stack.voxel_size
+            )
         write_cell_table(partial["cells"], cell_table_blockwise(labels, stack, blocks))
         if gif:
             write_preview_blockwise(partial["preview"], labels, probabilities, stack)
@@ -177,16 +185,15 @@ def segment_file_blockwise(
     progress=None,
     stem: str | None = None,
     voxel_size: tuple[float, float, float] | None = None,
-    format: str = "ome-zarr",
+    format: str = DEFAULT_OUTPUT_FORMAT,
     memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
     block_shape: tuple[int, int, int] | None = None,
     work_dir: str | Path | None = None,
 ):
     """Segment a TIFF or OME-Zarr stack block by block, within ``memory_budget_gb``.
 
-    The arguments are those of :func:`segmentation.pipeline.segment_file`; the outputs
-    are ``<stem>.ome.zarr``, ``<stem>_cells.csv`` and ``<stem>_preview.gif`` (TIFF outputs
-    would need the whole volumes in memory).
+    The arguments and outputs are those of :func:`segmentation.pipeline.segment_file`;
+    the TIFFs or the OME-Zarr are written one plane at a time.
 
     Parameters
     ----------
@@ -207,17 +214,13 @@ def segment_file_blockwise(
     Raises
     ------
     segmentation.errors.InputError
-        For a bad budget, a format other than ``ome-zarr`` and as ``segment_file``.
+        For a bad budget or format, and as ``segment_file``.
     """
     from segmentation.pipeline import FileResult, check_voxel_size_for_volumes
 
     path, out_dir = Path(path), Path(out_dir)
     memory_budget_gb = check_memory_budget(memory_budget_gb)
-    if check_output_format(format) != "ome-zarr":
-        raise InputError(
-            f"{path.name} is segmented blockwise (larger than the memory budget of "
-            f"{memory_budget_gb:g} GB), which writes OME-Zarr only: add --format ome-zarr"
-        )
+    format = check_output_format(format)
     segmentation_parameters = segmentation_parameters or SegmentationParameters()
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -253,7 +256,14 @@ def segment_file_blockwise(
         timings.update(labels.timings)
         start = time.perf_counter()
         paths = _write_outputs(
-            out_dir, stem or stack_stem(path), stack, probabilities, labels, columns, gif
+            out_dir,
+            stem or stack_stem(path),
+            stack,
+            probabilities,
+            labels,
+            columns,
+            gif,
+            format,
         )
         timings["outputs"] = time.perf_counter() - start
     finally:

@@ -12,7 +12,12 @@ from segmentation.outputs.paths import (
     stack_stem,
 )
 from segmentation.outputs.preview import render_preview_frames, write_preview_gif
-from segmentation.outputs.tiff import write_boundaries, write_labels
+from segmentation.outputs.tiff import (
+    write_boundaries,
+    write_boundary_planes,
+    write_label_planes,
+    write_labels,
+)
 
 __all__ = [
     "cell_table",
@@ -23,7 +28,9 @@ __all__ = [
     "stack_stem",
     "touching_neighbours",
     "write_boundaries",
+    "write_boundary_planes",
     "write_cell_table",
+    "write_label_planes",
     "write_labels",
     "write_ome_zarr",
     "write_preview_gif",

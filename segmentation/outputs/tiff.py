@@ -1,13 +1,17 @@
 """Label and boundary-probability volumes as compressed, ImageJ-compatible TIFF files.
 
-Labels are written as uint16 ImageJ hyperstacks (axes ZYX) when the largest label fits, else
-as uint32 OME-TIFF (ImageJ's own TIFF format has no 32-bit integer type; Fiji opens OME-TIFF
-through Bio-Formats). The voxel size goes into the ImageJ ``spacing``/``unit`` and X/Y
-resolution, or into OME ``PhysicalSizeZ/Y/X`` in µm. Data are deflate (zlib) compressed.
+Volumes come whole (:func:`write_labels`, :func:`write_boundaries`) or plane by plane
+(:func:`write_label_planes`, :func:`write_boundary_planes`: a blockwise run holds one
+(Y, X) plane at a time). Labels are written as uint16 ImageJ hyperstacks (axes ZYX) when
+the largest label fits, else as uint32 OME-TIFF (ImageJ's own TIFF format has no 32-bit
+integer type; Fiji opens OME-TIFF through Bio-Formats). The voxel size goes into the
+ImageJ ``spacing``/``unit`` and X/Y resolution, or into OME ``PhysicalSizeZ/Y/X`` in µm.
+Data are deflate (zlib) compressed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +27,13 @@ def _check_volume(name: str, volume: np.ndarray) -> None:
         raise ValueError(f"{name} must be a (Z, Y, X) volume, got shape {volume.shape}")
 
 
-def _write_imagej(path: Path, volume: np.ndarray, voxel_size: VoxelSize | None) -> None:
+def _write_imagej(
+    path: Path,
+    data: np.ndarray | Iterable[np.ndarray],
+    shape: tuple[int, int, int],
+    dtype: np.dtype,
+    voxel_size: VoxelSize | None,
+) -> None:
     metadata: dict[str, object] = {"axes": "ZYX"}
     resolution = None
     if voxel_size is not None:
@@ -32,7 +42,9 @@ def _write_imagej(path: Path, volume: np.ndarray, voxel_size: VoxelSize | None) 
         resolution = (1.0 / size_x, 1.0 / size_y)
     tifffile.imwrite(
         path,
-        volume,
+        data,
+        shape=shape,
+        dtype=dtype,
         imagej=True,
         metadata=metadata,
         resolution=resolution,
@@ -41,7 +53,13 @@ def _write_imagej(path: Path, volume: np.ndarray, voxel_size: VoxelSize | None) 
     )
 
 
-def _write_ome(path: Path, volume: np.ndarray, voxel_size: VoxelSize | None) -> None:
+def _write_ome(
+    path: Path,
+    data: np.ndarray | Iterable[np.ndarray],
+    shape: tuple[int, int, int],
+    dtype: np.dtype,
+    voxel_size: VoxelSize | None,
+) -> None:
     metadata: dict[str, object] = {"axes": "ZYX"}
     if voxel_size is not None:
         size_z, size_y, size_x = (float(size) for size in voxel_size)
@@ -55,12 +73,36 @@ def _write_ome(path: Path, volume: np.ndarray, voxel_size: VoxelSize | None) -> 
         )
     tifffile.imwrite(
         path,
-        volume,
+        data,
+        shape=shape,
+        dtype=dtype,
         ome=True,
         metadata=metadata,
         compression=COMPRESSION,
         compressionargs={"level": COMPRESSION_LEVEL},
     )
+
+
+def _label_dtype(largest: int) -> np.dtype:
+    """uint16 when the largest label fits (ImageJ hyperstack), else uint32 (OME-TIFF)."""
+    if largest <= np.iinfo(np.uint16).max:
+        return np.dtype(np.uint16)
+    if largest <= np.iinfo(np.uint32).max:
+        return np.dtype(np.uint32)
+    raise ValueError(f"largest label {largest} does not fit in uint32; relabel first")
+
+
+def _cast_planes(planes: Iterable[np.ndarray], shape, dtype: np.dtype):
+    """The planes as ``dtype``, each checked to be one (Y, X) plane of ``shape``."""
+    count = 0
+    for plane in planes:
+        plane = np.asarray(plane)
+        if plane.shape != tuple(shape[1:]):
+            raise ValueError(f"plane of shape {plane.shape} in a volume of shape {shape}")
+        count += 1
+        yield plane.astype(dtype, copy=False)
+    if count != shape[0]:
+        raise ValueError(f"{count} planes given for a volume of {shape[0]}")
 
 
 def write_labels(path: str | Path, labels: np.ndarray, voxel_size: VoxelSize | None = None) -> Path:
@@ -81,12 +123,42 @@ def write_labels(path: str | Path, labels: np.ndarray, voxel_size: VoxelSize | N
     if labels.size and labels.min() < 0:
         raise ValueError("labels must be >= 0")
     largest = int(labels.max()) if labels.size else 0
-    if largest <= np.iinfo(np.uint16).max:
-        _write_imagej(path, labels.astype(np.uint16, copy=False), voxel_size)
-    elif largest <= np.iinfo(np.uint32).max:
-        _write_ome(path, labels.astype(np.uint32, copy=False), voxel_size)
-    else:
-        raise ValueError(f"largest label {largest} does not fit in uint32; relabel first")
+    dtype = _label_dtype(largest)
+    writer = _write_imagej if dtype == np.uint16 else _write_ome
+    writer(path, labels.astype(dtype, copy=False), labels.shape, dtype, voxel_size)
+    return path
+
+
+def write_label_planes(
+    path: str | Path,
+    planes: Iterable[np.ndarray],
+    shape: tuple[int, int, int],
+    largest: int,
+    voxel_size: VoxelSize | None = None,
+) -> Path:
+    """:func:`write_labels` of a volume given one (Y, X) plane at a time.
+
+    Parameters
+    ----------
+    path : path
+    planes : iterable of ndarray
+        The ``shape[0]`` planes of the label volume, in order.
+    shape : (int, int, int)
+        (Z, Y, X) of the volume.
+    largest : int
+        The largest label (sets uint16 ImageJ or uint32 OME-TIFF, as ``write_labels``).
+    voxel_size : (float, float, float), optional
+
+    Returns
+    -------
+    Path
+        The path written.
+    """
+    path = Path(path)
+    shape = tuple(int(n) for n in shape)
+    dtype = _label_dtype(int(largest))
+    writer = _write_imagej if dtype == np.uint16 else _write_ome
+    writer(path, _cast_planes(planes, shape, dtype), shape, dtype, voxel_size)
     return path
 
 
@@ -103,5 +175,26 @@ def write_boundaries(
     path = Path(path)
     boundary_probability = np.asarray(boundary_probability)
     _check_volume("boundary_probability", boundary_probability)
-    _write_imagej(path, boundary_probability.astype(np.float32, copy=False), voxel_size)
+    volume = boundary_probability.astype(np.float32, copy=False)
+    _write_imagej(path, volume, volume.shape, volume.dtype, voxel_size)
+    return path
+
+
+def write_boundary_planes(
+    path: str | Path,
+    planes: Iterable[np.ndarray],
+    shape: tuple[int, int, int],
+    voxel_size: VoxelSize | None = None,
+) -> Path:
+    """:func:`write_boundaries` of a volume given one (Y, X) plane at a time.
+
+    Returns
+    -------
+    Path
+        The path written.
+    """
+    path = Path(path)
+    shape = tuple(int(n) for n in shape)
+    dtype = np.dtype(np.float32)
+    _write_imagej(path, _cast_planes(planes, shape, dtype), shape, dtype, voxel_size)
     return path
