@@ -17,6 +17,7 @@ import torch
 from segmentation.cli import main
 from segmentation.errors import InputError
 from segmentation.inference import cpu_has_fast_bfloat16
+from segmentation.inference.engines import openvino_cpu_has_bfloat16
 from segmentation.io import read_stack
 from segmentation.model import LoadedModel, ModelCard, build_network
 from segmentation.synthetic import write_phantom
@@ -68,6 +69,13 @@ def submit(client, path: Path, name: str | None = None, **form: str):
         )
 
 
+def expected_cpu_precision(engine: str) -> str:
+    """What ``engine`` computes in on this CPU with ``autocast="auto"``: bfloat16 where the
+    CPU has native bfloat16 and, for OpenVINO, its CPU plugin offers it; else float32."""
+    bfloat16 = cpu_has_fast_bfloat16() and (engine == "torch" or openvino_cpu_has_bfloat16())
+    return "bfloat16" if bfloat16 else "float32"
+
+
 def wait_for(client, job_id: str, timeout: float = 60.0) -> tuple[dict, list[str]]:
     """Poll a job until it finishes; return its last status and every status seen."""
     seen: list[str] = []
@@ -86,12 +94,13 @@ def test_health_names_model_device_and_version(client) -> None:
 
     response = client.get("/api/health")
     assert response.status_code == 200
+    engine = "openvino" if "openvino" in installed_engines() else "torch"
     assert response.json() == {
         "status": "ok",
         "model": "tiny-test",
         "device": "cpu",
-        "engine": "openvino" if "openvino" in installed_engines() else "torch",
-        "precision": "bfloat16" if cpu_has_fast_bfloat16() else "float32",
+        "engine": engine,
+        "precision": expected_cpu_precision(engine),
         "engines": list(installed_engines()),
         "version": segmentation.__version__,
     }
@@ -138,7 +147,7 @@ def test_segment_end_to_end(client, stack_path: Path, tmp_path: Path) -> None:
     assert status["progress"] == 1.0 and status["queue_position"] is None
     assert status["source"] == "my_stack_1_.tif"
     assert status["network_reused"] is False and status["device"] == "cpu"
-    assert status["precision"] == ("bfloat16" if cpu_has_fast_bfloat16() else "float32")
+    assert status["precision"] == expected_cpu_precision(status["engine"])
     # the tiny model is germseg's U-Net: auto runs it with OpenVINO where that is installed
     assert status["engine"] == ("openvino" if "openvino" in installed_engines() else "torch")
     assert status["parameters"]["engine"] == "auto"
@@ -217,9 +226,7 @@ def test_volume_limits_in_cubic_micrometres(client, stack_path: Path, tmp_path: 
     assert given["voxel_size_um"] == [0.8, 0.2, 0.2]
     assert given["parameters"]["voxel_size"] == [0.8, 0.2, 0.2]
     assert not any("voxel size" in warning for warning in given["warnings"])
-    unknown = wait_for(
-        client, submit(client, uncalibrated, gif="false").json()["job_id"]
-    )[0]
+    unknown = wait_for(client, submit(client, uncalibrated, gif="false").json()["job_id"])[0]
     assert unknown["voxel_size_um"] is None
     assert any("records no voxel size" in warning for warning in unknown["warnings"])
 
@@ -263,8 +270,11 @@ def test_too_large_upload_and_too_many_voxels_are_refused(tmp_path: Path) -> Non
         assert response.status_code == 413
         assert response.json()["detail"].startswith("just_over.tif is larger than the upload")
         small = tmp_path / "small.tif"
-        tifffile.imwrite(small, np.random.default_rng(2).integers(0, 99, (2, 4, 64, 64), np.uint16),
-                        photometric="minisblack")
+        tifffile.imwrite(
+            small,
+            np.random.default_rng(2).integers(0, 99, (2, 4, 64, 64), np.uint16),
+            photometric="minisblack",
+        )
         response = submit(small_client, small)
         assert response.status_code == 422
         with pytest.raises(InputError) as error:
@@ -417,8 +427,11 @@ def test_prediction_cache_is_bounded_by_bytes() -> None:
 
 def test_settings_from_environment(tmp_path: Path) -> None:
     settings = Settings.from_environment(
-        {"GERMSEG_MAX_UPLOAD_MB": "12", "GERMSEG_RESULTS_TTL_HOURS": "0.5",
-         "GERMSEG_RESULTS_DIR": str(tmp_path)},
+        {
+            "GERMSEG_MAX_UPLOAD_MB": "12",
+            "GERMSEG_RESULTS_TTL_HOURS": "0.5",
+            "GERMSEG_RESULTS_DIR": str(tmp_path),
+        },
         max_voxels=1000,
     )
     assert settings.max_upload_bytes == 12 * 2**20 and settings.results_ttl_hours == 0.5
@@ -428,8 +441,9 @@ def test_settings_from_environment(tmp_path: Path) -> None:
 
 
 def test_serve_without_weights_exits_with_one_line(tmp_path: Path, capsys) -> None:
-    status = main(["serve", "--weights", str(tmp_path / "missing.pt"),
-                   "--results-dir", str(tmp_path)])
+    status = main(
+        ["serve", "--weights", str(tmp_path / "missing.pt"), "--results-dir", str(tmp_path)]
+    )
     message = capsys.readouterr().err
     assert status == 2
     assert message.startswith("error: weights file") and "missing.pt" in message

@@ -13,10 +13,11 @@ import torch
 gradio_client = pytest.importorskip("gradio_client")
 pytest.importorskip("uvicorn")
 
+from test_api import expected_cpu_precision  # noqa: E402
+
 from app.server import create_app  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from segmentation.errors import InputError  # noqa: E402
-from segmentation.inference import cpu_has_fast_bfloat16  # noqa: E402
 from segmentation.inference.engines import engine_precision, resolve_engine  # noqa: E402
 from segmentation.io import read_stack  # noqa: E402
 from segmentation.parameters import (  # noqa: E402
@@ -70,7 +71,7 @@ def test_segment_then_resegment_through_the_client(
     # the engine that auto picks here (OpenVINO where it is installed) and its precision
     engine = resolve_engine("auto", torch.device("cpu"), tiny_model.network)
     precision = engine_precision(engine, "auto", torch.device("cpu"))
-    assert precision == ("bfloat16" if cpu_has_fast_bfloat16() else "float32")
+    assert precision == expected_cpu_precision(engine)
     assert [row[3] for row in summary["data"]] == [f"cpu ({engine}, {precision})"] * 2
     assert Path(preview).read_bytes()[:6] == b"GIF89a"
     assert selector["choices"] == [["gonad_3.tif", "gonad_3.tif"], ["gonad_4.tif", "gonad_4.tif"]]
