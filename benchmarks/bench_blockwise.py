@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pipeline import cpu_model_name  # noqa: E402
+from bench_pipeline import cpu_model_name, run_measured  # noqa: E402
 
 from segmentation.parameters import DEFAULT_MEMORY_BUDGET_GB  # noqa: E402
 
@@ -59,22 +58,24 @@ def main() -> int:
             "synth", "--out", str(data), "--shape", arguments.shape, "--seed", str(arguments.seed)
         )
         logger.info("phantom %s written in %.0f s", arguments.shape, time.perf_counter() - start)
-        start = time.perf_counter()
-        done = _germseg(
-            "segment",
-            str(data / "image.tif"),
-            "--out",
-            str(out),
-            "--format",
-            "ome-zarr",
-            "--memory-budget",
-            str(arguments.memory_budget),
-            *(["--blockwise"] if arguments.blockwise else []),
+        wall, peak_gb, stderr = run_measured(
+            [
+                sys.executable,
+                "-m",
+                "segmentation",
+                "segment",
+                str(data / "image.tif"),
+                "--out",
+                str(out),
+                "--format",
+                "ome-zarr",
+                "--memory-budget",
+                str(arguments.memory_budget),
+                *(["--blockwise"] if arguments.blockwise else []),
+            ],
+            capture=True,
         )
-        wall = time.perf_counter() - start
-    # the synth child finished first and was smaller, so the largest child is the segment run
-    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
-    found = _STAGES.search(done.stderr)
+    found = _STAGES.search(stderr)
     stages = {}
     if found:
         for part in found.group(2).split(", "):
