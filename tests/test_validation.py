@@ -281,7 +281,7 @@ def test_the_parameters_normalise_what_they_accept() -> None:
     assert parameters.footprint == 17 and isinstance(parameters.footprint, int)
     assert isinstance(parameters.min_size, int)
     assert InferenceParameters(patch=[16, 64.0, 64]).patch == (16, 64, 64)
-    assert parse_patch("32x256x256") == parse_patch(" 32, 256,256") == DEFAULT_PATCH
+    assert parse_patch("32x288x288") == parse_patch(" 32, 288,288") == DEFAULT_PATCH
     assert check_patch(DEFAULT_PATCH) == DEFAULT_PATCH
     assert parse_voxel_size("0.001,1000,0.2") == (0.001, 1000.0, 0.2)
     assert check_max_voxels(4096.0) == 4096
