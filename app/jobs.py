@@ -686,13 +686,26 @@ def _reset(job: Job) -> None:
     job.finished_event = threading.Event()
 
 
+#: Output suffixes whose files are compressed already.
+_ALREADY_COMPRESSED = frozenset({".tif", ".tiff", ".gif"})
+
+
 def _zip_outputs(path: Path, outputs: dict[str, Path]) -> Path:
-    """All outputs of a job in one zip file, written under a temporary name and renamed."""
+    """All outputs of a job in one zip file, written under a temporary name and renamed.
+
+    TIFFs (deflate-compressed by germseg) and GIFs are stored as they are: compressing
+    them again costs about 1.8 s a full stack and saves nothing.
+    """
     partial = path.with_name(path.name + PARTIAL_SUFFIX)
     with zipfile.ZipFile(
         partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1
     ) as archive:
         for output in outputs.values():
-            archive.write(output, arcname=output.name)
+            stored = output.suffix.lower() in _ALREADY_COMPRESSED
+            archive.write(
+                output,
+                arcname=output.name,
+                compress_type=zipfile.ZIP_STORED if stored else None,
+            )
     os.replace(partial, path)
     return path

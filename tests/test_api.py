@@ -168,8 +168,14 @@ def test_segment_end_to_end(client, stack_path: Path, tmp_path: Path) -> None:
     table = client.get(f"/api/jobs/{job_id}/files/my_stack_1__cells.csv").text
     assert len(list(csv.DictReader(io.StringIO(table)))) == status["n_cells"]
     archive = client.get(f"/api/jobs/{job_id}/files/my_stack_1__results.zip").content
-    names = set(zipfile.ZipFile(io.BytesIO(archive)).namelist())
-    assert names == expected - {"my_stack_1__results.zip"}
+    entries = zipfile.ZipFile(io.BytesIO(archive)).infolist()
+    assert {entry.filename for entry in entries} == expected - {"my_stack_1__results.zip"}
+    # compressed TIFFs and the GIF are stored as they are, the table is deflated
+    for entry in entries:
+        already_compressed = entry.filename.endswith((".tif", ".gif"))
+        assert entry.compress_type == (
+            zipfile.ZIP_STORED if already_compressed else zipfile.ZIP_DEFLATED
+        )
     gif = client.get(f"/api/jobs/{job_id}/files/my_stack_1__preview.gif")
     assert gif.content[:6] == b"GIF89a"
 
