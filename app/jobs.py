@@ -39,9 +39,11 @@ from segmentation.model import LoadedModel, resolve_device
 from segmentation.parameters import InferenceParameters, SegmentationParameters
 from segmentation.pipeline import (
     PARTIAL_SUFFIX,
+    WATERSHED_PARAMETERS,
+    cells_from_superpixels,
     check_voxel_size_for_volumes,
     predict,
-    segment_from_boundaries,
+    superpixels_from_boundaries,
     write_outputs,
 )
 
@@ -624,9 +626,21 @@ class JobManager:
         job.progress = _NETWORK_END
 
         self._enter_stage(job, "segmentation")
-        result = segment_from_boundaries(
-            prediction, request.segmentation, voxel_size_for_distances(stack.voxel_size)
+        distances = voxel_size_for_distances(stack.voxel_size)
+        # a change of the later parameters only (cutoff, sizes, ...) reuses the super-pixels
+        watershed_key = (
+            key,
+            distances,
+            *(getattr(request.segmentation, name) for name in WATERSHED_PARAMETERS),
         )
+        superpixels = self.cache.get(watershed_key)
+        if superpixels is None:
+            start = time.perf_counter()
+            superpixels = superpixels_from_boundaries(prediction, request.segmentation, distances)
+            job.timings["watershed"] = time.perf_counter() - start
+            superpixels.flags.writeable = False
+            self.cache.put(watershed_key, superpixels)
+        result = cells_from_superpixels(superpixels, prediction, request.segmentation, distances)
         job.timings.update(result.timings)
         job.n_cells = result.n_cells
         job.progress = _SEGMENT_END

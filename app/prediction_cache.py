@@ -1,4 +1,6 @@
-"""A bounded in-memory cache of network predictions, so re-tuning skips the network."""
+"""A bounded in-memory cache of network predictions (and of the super-pixels computed from
+them), so re-tuning skips the network (and, when only later parameters change, the
+watershed)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import hashlib
 import threading
 from collections import OrderedDict
 from pathlib import Path
+
+import numpy as np
 
 from segmentation.pipeline import BoundaryPrediction
 
@@ -20,6 +24,13 @@ def prediction_bytes(prediction: BoundaryPrediction) -> int:
     return size
 
 
+def cached_bytes(value: BoundaryPrediction | np.ndarray) -> int:
+    """Memory held by a cached prediction or array."""
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    return prediction_bytes(value)
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes, read in chunks."""
     digest = hashlib.sha256()
@@ -30,7 +41,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 class PredictionCache:
-    """Least-recently-used map from a key to a :class:`BoundaryPrediction`, bounded by bytes.
+    """Least-recently-used map from a key to a :class:`BoundaryPrediction` (or an array, such
+    as super-pixels), bounded by bytes.
 
     Parameters
     ----------
@@ -41,7 +53,7 @@ class PredictionCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = int(max_bytes)
-        self._entries: OrderedDict[tuple, BoundaryPrediction] = OrderedDict()
+        self._entries: OrderedDict[tuple, BoundaryPrediction | np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -52,25 +64,25 @@ class PredictionCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, key: tuple) -> BoundaryPrediction | None:
-        """The cached prediction for ``key`` (now the most recently used), or None."""
+    def get(self, key: tuple) -> BoundaryPrediction | np.ndarray | None:
+        """The cached value for ``key`` (now the most recently used), or None."""
         with self._lock:
             prediction = self._entries.get(key)
             if prediction is not None:
                 self._entries.move_to_end(key)
             return prediction
 
-    def put(self, key: tuple, prediction: BoundaryPrediction) -> None:
-        """Store a prediction, dropping the least recently used ones to fit the budget."""
-        size = prediction_bytes(prediction)
+    def put(self, key: tuple, prediction: BoundaryPrediction | np.ndarray) -> None:
+        """Store a value, dropping the least recently used ones to fit the budget."""
+        size = cached_bytes(prediction)
         if size > self.max_bytes:
             return
         with self._lock:
             previous = self._entries.pop(key, None)
             if previous is not None:
-                self._bytes -= prediction_bytes(previous)
+                self._bytes -= cached_bytes(previous)
             while self._entries and self._bytes + size > self.max_bytes:
                 _, dropped = self._entries.popitem(last=False)
-                self._bytes -= prediction_bytes(dropped)
+                self._bytes -= cached_bytes(dropped)
             self._entries[key] = prediction
             self._bytes += size

@@ -224,7 +224,34 @@ def segment_from_boundaries(
     """
     parameters = parameters or SegmentationParameters()
     start = time.perf_counter()
-    superpixels = distance_transform_watershed(
+    superpixels = superpixels_from_boundaries(prediction, parameters, voxel_size)
+    seconds = time.perf_counter() - start
+    result = cells_from_superpixels(superpixels, prediction, parameters, voxel_size)
+    return replace(result, timings={"watershed": seconds, **result.timings})
+
+
+#: The parameters :func:`superpixels_from_boundaries` reads; the others only matter later.
+WATERSHED_PARAMETERS = (
+    "threshold",
+    "footprint",
+    "foreground_threshold",
+    "foreground_seed_distance",
+)
+
+
+def superpixels_from_boundaries(
+    prediction: BoundaryPrediction,
+    parameters: SegmentationParameters | None = None,
+    voxel_size: tuple[float, float, float] | None = None,
+) -> np.ndarray:
+    """The distance-transform watershed's super-pixels (uint32) for ``prediction``.
+
+    Uses only the parameters named in :data:`WATERSHED_PARAMETERS`, so a caller may keep
+    the result and re-run :func:`cells_from_superpixels` when only the others change (the
+    web app does, for a cutoff slider).
+    """
+    parameters = parameters or SegmentationParameters()
+    return distance_transform_watershed(
         prediction.boundary_probability,
         threshold=parameters.threshold,
         footprint=parameters.footprint,
@@ -233,9 +260,6 @@ def segment_from_boundaries(
         foreground_threshold=parameters.foreground_threshold,
         foreground_seed_distance=parameters.foreground_seed_distance,
     )
-    seconds = time.perf_counter() - start
-    result = cells_from_superpixels(superpixels, prediction, parameters, voxel_size)
-    return replace(result, timings={"watershed": seconds, **result.timings})
 
 
 def cells_from_superpixels(

@@ -337,6 +337,40 @@ def test_safe_file_name_never_leaves_the_folder() -> None:
     assert len(safe_file_name("a" * 500 + ".tif")) == 100
 
 
+def test_a_cutoff_change_reuses_the_superpixels_and_gives_the_same_cells(
+    stack_path: Path, tmp_path: Path
+) -> None:
+    model = tiny_model()
+    inference = InferenceParameters(patch=(16, 96, 96), device="cpu")
+
+    def run(manager: JobManager, **segmentation) -> object:
+        request = JobRequest(
+            SegmentationParameters(threshold=0.5, **segmentation), inference, gif=False
+        )
+        with open(stack_path, "rb") as handle:
+            job = manager.submit(handle, "stack.tif", request)
+        assert manager.wait(job, timeout=60) and job.status == "done", job.error
+        return job
+
+    tuned = JobManager(model, Settings(results_dir=tmp_path / "tuned"))
+    fresh = JobManager(model, Settings(results_dir=tmp_path / "fresh"))
+    try:
+        first = run(tuned, cutoff=0.6)
+        recut = run(tuned, cutoff=0.3, min_size=50)
+        rethresholded = run(tuned, cutoff=0.3, footprint=9)
+        reference = run(fresh, cutoff=0.3, min_size=50)
+    finally:
+        tuned.close()
+        fresh.close()
+    assert "watershed" in first.timings and "watershed" in reference.timings
+    assert recut.network_reused and "watershed" not in recut.timings
+    # a watershed parameter runs the watershed again (on the reused prediction)
+    assert rethresholded.network_reused and "watershed" in rethresholded.timings
+    labels = tifffile.imread(recut.outputs["labels"])
+    np.testing.assert_array_equal(labels, tifffile.imread(reference.outputs["labels"]))
+    assert labels.max() >= 1
+
+
 class _GatedNetwork(torch.nn.Module):
     """Wraps a network: waits for a gate before each forward, and can be made to fail."""
 
