@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -67,6 +67,8 @@ JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 _UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME_LENGTH = 100
 _COPY_CHUNK_BYTES = 1 << 20
+#: Predictions whose boundary TIFF a re-segmentation may link instead of writing again.
+_REMEMBERED_BOUNDARY_FILES = 64
 #: Fractions of a job's progress bar at which its stages end.
 _READ_END, _NETWORK_END, _SEGMENT_END = 0.05, 0.85, 0.95
 
@@ -319,6 +321,9 @@ class JobManager:
     def __init__(self, model: LoadedModel, settings: Settings) -> None:
         self.settings = settings
         self.cache = PredictionCache(settings.cache_bytes)
+        # boundary TIFFs written, by prediction key and voxel size: a re-segmentation of the
+        # same prediction links the earlier file instead of encoding it again
+        self._boundary_files: OrderedDict[tuple, Path] = OrderedDict()
         self._model = model
         self._jobs: dict[str, Job] = {}
         self._pending: deque[str] = deque()
@@ -647,8 +652,11 @@ class JobManager:
 
         self._enter_stage(job, "writing")
         start = time.perf_counter()
+        boundaries_key = (key, stack.voxel_size)
         outputs = write_outputs(job.directory, job.stem, stack, prediction, result,
-                                gif=request.gif)
+                                gif=request.gif,
+                                boundaries_file=self._boundary_files.get(boundaries_key))
+        self._remember_boundaries(boundaries_key, outputs["boundaries"])
         job.timings["outputs"] = time.perf_counter() - start
         start = time.perf_counter()
         outputs["zip"] = _zip_outputs(job.directory / f"{job.stem}_results.zip", outputs)
@@ -656,6 +664,13 @@ class JobManager:
         job.timings["total"] = sum(job.timings.values())
         job.outputs = outputs
         job.progress = 1.0
+
+    def _remember_boundaries(self, key: tuple, path: Path) -> None:
+        """Note the boundary TIFF of a prediction (the newest file, the last 64 predictions)."""
+        self._boundary_files[key] = path
+        self._boundary_files.move_to_end(key)
+        while len(self._boundary_files) > _REMEMBERED_BOUNDARY_FILES:
+            self._boundary_files.popitem(last=False)
 
     def _sweep_periodically(self) -> None:
         while not self._stopping.wait(self.settings.sweep_interval_seconds):

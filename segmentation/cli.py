@@ -618,7 +618,7 @@ def _evaluation_pairs(arguments: argparse.Namespace) -> list[tuple[str, Path, Pa
 
 def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
     from segmentation.training.targets import BOUNDARY_MODES
-    from segmentation.training.trainer import TrainingConfig
+    from segmentation.training.trainer import LR_SCHEDULES, TrainingConfig
 
     defaults = TrainingConfig()
     parser = subparsers.add_parser(
@@ -663,6 +663,13 @@ def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
         default=defaults.scheduler_patience,
         help="halve the learning rate after this many epochs without validation improvement "
         "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=defaults.lr_schedule,
+        help="plateau: halve the rate after --lr-patience flat epochs; cosine: lower it along "
+        "half a cosine to 2%% of --lr at the last epoch (default %(default)s)",
     )
     parser.add_argument(
         "--w0",
@@ -757,6 +764,7 @@ def _run_train(arguments: argparse.Namespace) -> int:
         f_maps=arguments.f_maps,
         early_stopping_patience=arguments.patience,
         scheduler_patience=arguments.lr_patience,
+        lr_schedule=arguments.lr_schedule,
         w0=arguments.w0,
         sigma=arguments.sigma,
         edge_multiplier=arguments.edge_multiplier,

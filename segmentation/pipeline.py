@@ -409,6 +409,7 @@ def write_outputs(
     *,
     gif: bool = True,
     format: str = DEFAULT_OUTPUT_FORMAT,
+    boundaries_file: str | Path | None = None,
 ) -> dict[str, Path]:
     """Write ``<stem>_labels.tif``, ``_boundaries.tif``, ``_preview.gif`` and ``_cells.csv``.
 
@@ -417,6 +418,11 @@ def write_outputs(
     under its name plus :data:`PARTIAL_SUFFIX` and renamed when all are complete, so a
     half-written output never carries an output's name (a previous ``.ome.zarr`` is
     removed just before its replacement is renamed).
+
+    ``boundaries_file``, for TIFF output, is a boundary TIFF written earlier from this very
+    ``prediction`` and voxel size (a re-segmentation with other parameters): it is
+    hard-linked (or, across file systems, copied) instead of encoded again, which is most of
+    the time the outputs take. If it is gone, the boundaries are written as usual.
 
     Returns
     -------
@@ -440,9 +446,12 @@ def write_outputs(
             )
         else:
             write_labels(partial["labels"], result.labels, stack.voxel_size)
-            write_boundaries(
-                partial["boundaries"], prediction.boundary_probability, stack.voxel_size
-            )
+            if boundaries_file is None or not _link_or_copy(
+                Path(boundaries_file), partial["boundaries"]
+            ):
+                write_boundaries(
+                    partial["boundaries"], prediction.boundary_probability, stack.voxel_size
+                )
         rows = cell_table(
             result.labels, stack.image, stack.voxel_size, neighbours=result.neighbours
         )
@@ -457,6 +466,21 @@ def write_outputs(
         for path in partial.values():
             _remove_output(path)
     return paths
+
+
+def _link_or_copy(source: Path, target: Path) -> bool:
+    """Hard-link ``source`` as ``target`` (copy it where links fail); False if it is gone."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            shutil.copyfile(source, target)
+        except FileNotFoundError:
+            return False
+    return True
 
 
 def _remove_output(path: Path) -> None:

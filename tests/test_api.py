@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import threading
 import time
 import zipfile
@@ -357,6 +358,14 @@ def test_a_cutoff_change_reuses_the_superpixels_and_gives_the_same_cells(
     try:
         first = run(tuned, cutoff=0.6)
         recut = run(tuned, cutoff=0.3, min_size=50)
+        # the same prediction's boundary TIFF is linked, not written again
+        assert os.stat(recut.outputs["boundaries"]).st_ino == os.stat(
+            first.outputs["boundaries"]
+        ).st_ino
+        recut_boundaries = tifffile.imread(recut.outputs["boundaries"])
+        # results swept away: the next job writes its boundary TIFF itself
+        first.outputs["boundaries"].unlink()
+        recut.outputs["boundaries"].unlink()
         rethresholded = run(tuned, cutoff=0.3, footprint=9)
         reference = run(fresh, cutoff=0.3, min_size=50)
     finally:
@@ -369,6 +378,13 @@ def test_a_cutoff_change_reuses_the_superpixels_and_gives_the_same_cells(
     labels = tifffile.imread(recut.outputs["labels"])
     np.testing.assert_array_equal(labels, tifffile.imread(reference.outputs["labels"]))
     assert labels.max() >= 1
+    reference_boundaries = tifffile.imread(reference.outputs["boundaries"])
+    np.testing.assert_array_equal(recut_boundaries, reference_boundaries)
+    np.testing.assert_array_equal(
+        tifffile.imread(rethresholded.outputs["boundaries"]), reference_boundaries
+    )
+    with zipfile.ZipFile(recut.outputs["zip"]) as archive:
+        assert f"{recut.stem}_boundaries.tif" in archive.namelist()
 
 
 class _GatedNetwork(torch.nn.Module):

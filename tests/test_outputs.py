@@ -208,3 +208,53 @@ def test_output_stems_refuse_the_same_file_twice_and_unresolvable_clashes(tmp_pa
         output_stems([tmp_path / "a.tif", tmp_path / "x" / ".." / "a.tif"])
     with pytest.raises(InputError, match="separate --out folders"):
         output_stems([tmp_path / "stack.tif", tmp_path / "stack.tiff"])
+
+
+def _small_outputs_inputs():
+    from segmentation.io.reader import Stack
+    from segmentation.pipeline import BoundaryPrediction, segment_from_boundaries
+
+    rng = np.random.default_rng(3)
+    boundary = np.full((4, 32, 32), 0.05, np.float32)
+    boundary[:, :, 15:17] = 0.95
+    boundary += rng.random(boundary.shape, dtype=np.float32) * 0.01
+    prediction = BoundaryPrediction(boundary, None, "cpu", 0.0)
+    stack = Stack(
+        rng.integers(0, 100, (2, 4, 32, 32), dtype=np.uint16), (1.0, 0.2, 0.2), "CZYX", "uint16"
+    )
+    return stack, prediction, segment_from_boundaries(prediction)
+
+
+@pytest.mark.parametrize("link_fails", [False, True])
+def test_write_outputs_reuses_an_earlier_boundary_tiff(tmp_path, monkeypatch, link_fails):
+    from segmentation import pipeline
+
+    stack, prediction, result = _small_outputs_inputs()
+    first = pipeline.write_outputs(tmp_path / "a", "s", stack, prediction, result, gif=False)
+    if link_fails:  # another file system: copied instead
+
+        def no_link(source, target):
+            raise OSError(18, "Invalid cross-device link")
+
+        monkeypatch.setattr(pipeline.os, "link", no_link)
+    again = pipeline.write_outputs(
+        tmp_path / "b", "s", stack, prediction, result, gif=False,
+        boundaries_file=first["boundaries"],
+    )
+    linked = first["boundaries"].stat().st_ino == again["boundaries"].stat().st_ino
+    assert linked != link_fails
+    assert again["boundaries"].read_bytes() == first["boundaries"].read_bytes()
+    assert not list((tmp_path / "b").glob("*.partial"))
+
+
+def test_write_outputs_writes_the_boundaries_when_the_earlier_file_is_gone(tmp_path):
+    from segmentation.pipeline import write_outputs
+
+    stack, prediction, result = _small_outputs_inputs()
+    paths = write_outputs(
+        tmp_path, "s", stack, prediction, result, gif=False,
+        boundaries_file=tmp_path / "swept" / "s_boundaries.tif",
+    )
+    np.testing.assert_allclose(
+        tifffile.imread(paths["boundaries"]), prediction.boundary_probability
+    )

@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from segmentation.errors import InputError
 from segmentation.model import load_model, read_card
 from segmentation.synthetic import write_phantom
 from segmentation.training.trainer import (
@@ -51,6 +52,25 @@ def test_a_few_steps_lower_the_loss(training_csv, tmp_path):
     losses = [row["train_loss"] for row in summary.history]
     assert min(losses[-3:]) < losses[0]
     assert all(loss >= 0 for loss in losses)
+
+
+def test_cosine_schedule_lowers_the_rate_every_epoch_to_its_floor_and_resumes(
+    training_csv, tmp_path
+):
+    config = replace(TINY, epochs=4, lr_schedule="cosine", final_lr_fraction=0.1)
+    rates = [row["learning_rate"] for row in train(training_csv, tmp_path / "a", config).history]
+    assert all(later < earlier for earlier, later in zip(rates, rates[1:], strict=False))
+    assert rates[-1] == pytest.approx(config.learning_rate * 0.1)
+    # a run stopped after 2 epochs and resumed with 4 follows the 4-epoch schedule
+    interrupted = tmp_path / "b"
+    train(training_csv, interrupted, replace(config, epochs=2))
+    resumed = train(training_csv, interrupted, config, resume=True).history
+    assert [row["learning_rate"] for row in resumed[2:]] == pytest.approx(rates[2:])
+
+
+def test_an_unknown_schedule_is_refused_before_any_data_is_read(tmp_path):
+    with pytest.raises(InputError, match="learning-rate schedule 'step'"):
+        train(tmp_path / "missing.csv", tmp_path / "out", replace(TINY, lr_schedule="step"))
 
 
 def test_checkpoints_logs_and_card(training_csv, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import logging
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -71,6 +72,8 @@ class TrainingConfig:
     early_stopping_patience: int = 20
     scheduler_patience: int = 5
     scheduler_factor: float = 0.5
+    lr_schedule: str = "plateau"
+    final_lr_fraction: float = 0.02
     w0: float = 10.0
     sigma: float = 5.0
     edge_multiplier: float = 2.0
@@ -167,6 +170,51 @@ def training_dataset(
         padding=config.padding,
         z_margin=config.z_margin,
         keep_labels=keep_labels,
+    )
+
+
+#: Learning-rate schedules of :func:`learning_rate_scheduler`.
+LR_SCHEDULES = ("plateau", "cosine")
+
+
+def learning_rate_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainingConfig
+) -> torch.optim.lr_scheduler.LambdaLR | torch.optim.lr_scheduler.ReduceLROnPlateau:
+    """The learning-rate schedule of a run, stepped once per epoch.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+        The run's optimizer, at ``config.learning_rate``.
+    config : TrainingConfig
+        ``lr_schedule`` "plateau" multiplies the rate by ``scheduler_factor`` after
+        ``scheduler_patience`` epochs without validation improvement; "cosine" lowers it
+        along half a cosine to ``final_lr_fraction`` of the start at the last epoch, which
+        settles a fine-tuning run whose validation loss is too noisy for the plateau rule.
+
+    Returns
+    -------
+    scheduler
+        Step it with the validation loss ("plateau") or without arguments ("cosine").
+    """
+    if config.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="min",
+            factor=config.scheduler_factor,
+            patience=config.scheduler_patience,
+        )
+    if config.lr_schedule == "cosine":
+        epochs, floor = max(config.epochs, 1), config.final_lr_fraction
+
+        def cosine_factor(epoch: int) -> float:
+            # closed form, so a run resumed with more epochs follows the longer schedule
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / epochs))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_factor)
+    raise InputError(
+        f"unknown learning-rate schedule {config.lr_schedule!r}: use one of "
+        + ", ".join(LR_SCHEDULES)
     )
 
 
@@ -274,6 +322,11 @@ def train(
             f"single-channel fraction {config.single_channel_fraction} is out of range: "
             "use a value from 0 to 1"
         )
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise InputError(
+            f"unknown learning-rate schedule {config.lr_schedule!r}: use one of "
+            + ", ".join(LR_SCHEDULES)
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
@@ -309,9 +362,7 @@ def train(
     optimizer = torch.optim.Adam(
         network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=config.scheduler_factor, patience=config.scheduler_patience
-    )
+    scheduler = learning_rate_scheduler(optimizer, config)
     start_epoch, best_val_loss, best_epoch, stale_epochs = 0, float("inf"), 0, 0
     history: list[dict] = []
     log_path = out_dir / LOG_FILE
@@ -370,7 +421,10 @@ def train(
         val_metrics = _run_epoch(
             network, val_loader, loss_function, device, optimizer=None, bf16=config.bf16
         )
-        scheduler.step(val_metrics["loss"])
+        if config.lr_schedule == "plateau":
+            scheduler.step(val_metrics["loss"])
+        else:
+            scheduler.step()
         elapsed = seconds_before + time.perf_counter() - started
         row = {
             "epoch": epoch + 1,
