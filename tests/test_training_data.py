@@ -446,6 +446,21 @@ def test_patch_dataset_items(tmp_path):
     np.testing.assert_array_equal(window_item["image"].numpy(), image[:, :, :32, :32])
 
 
+def test_grid_patch_weights_are_the_full_precision_weights_within_half_precision():
+    labels = _random_cells(6, shape=(10, 48, 48), n_cells=10)
+    image = np.stack([labels > 0, labels % 2]).astype(np.float32)
+    grid = PatchDataset([(image, labels)], (10, 32, 32), grid=True)
+    weight_map = unet_weight_map(labels)
+    boundary = make_targets(labels)[0]
+    expected = np.stack([edge_weights(boundary, weight_map), weight_map])[:, :, :32, :32]
+    weights = grid[0]["weight"].numpy()
+    assert weights.dtype == np.float32
+    np.testing.assert_allclose(weights, expected, rtol=1e-3)
+    # image 8, targets 2, weights 4 bytes a voxel; foreground indices 4 bytes each
+    voxels, foreground = labels.size, np.count_nonzero(labels)
+    assert grid.nbytes == 14 * voxels + 4 * foreground
+
+
 def test_z_flip_uses_the_targets_of_the_flipped_labels():
     labels = np.zeros((6, 8, 8), dtype=np.int32)
     labels[:3, 1:7, 1:7] = 1  # two cells stacked in Z

@@ -30,7 +30,7 @@ def stage_card(
 ) -> dict:
     """The init card with the run's stage added (a new dict; the inputs are not changed).
 
-    ``run_card`` is the card of the checkpoint that is shipped (the best one): its steps
+    ``run_card`` is the card of the checkpoint that is shipped (the best or the last): its steps
     and patches are what the shipped weights saw; ``epochs_run`` is how many epochs the
     run went on for (the last checkpoint's), when it differs.
     """
@@ -51,7 +51,8 @@ def stage_card(
         "steps": steps,
         "patches_seen": patches,
         "epochs_run": epochs_run or run["epochs"],
-        "shipped": f"best checkpoint (epoch {run['best_epoch']} of {epochs_run or run['epochs']})",
+        "shipped": f"{'best' if run['epochs'] == run['best_epoch'] else 'last'} checkpoint "
+        f"(epoch {run['epochs']} of {epochs_run or run['epochs']})",
     }
     training[f"config_stage{stage}"] = config
     training["steps"] = training.get("steps", 0) + steps

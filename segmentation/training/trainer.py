@@ -389,6 +389,12 @@ def train(
         val_stacks, config, names=val_names, cache_dir=cache_dir, validation=True
     )
     val_loader = DataLoader(val_dataset, batch_size=config.batch_size, shuffle=False)
+    # the datasets hold what they need; the labels read for them can go
+    del train_stacks, val_stacks
+    logger.info(
+        "training data hold %.1f GB in memory",
+        (train_dataset.nbytes + val_dataset.nbytes) / 1e9,
+    )
     loss_function = BCEDiceLoss()
 
     training_info = {
