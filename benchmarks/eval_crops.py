@@ -20,30 +20,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from segmentation.cli import parse_triple
-from segmentation.evaluation import evaluate_segmentation
-from segmentation.io import Stack
-from segmentation.model import load_model
-from segmentation.parameters import InferenceParameters, SegmentationParameters
-from segmentation.pipeline import predict, segment_from_boundaries
-from segmentation.synthetic import make_phantom
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from eval_model import parse_seeds  # noqa: E402
+
+from segmentation.cli import parse_triple  # noqa: E402
+from segmentation.evaluation import evaluate_segmentation  # noqa: E402
+from segmentation.io import Stack  # noqa: E402
+from segmentation.model import load_model  # noqa: E402
+from segmentation.parameters import InferenceParameters, SegmentationParameters  # noqa: E402
+from segmentation.pipeline import predict, segment_from_boundaries  # noqa: E402
+from segmentation.synthetic import make_phantom  # noqa: E402
 
 logger = logging.getLogger("eval_crops")
 
 #: Ground-truth cells under this many voxels are ignored (``germseg evaluate --min-gt-size``).
 MIN_GT_SIZE = 100
-
-
-def parse_seeds(text: str) -> list[int]:
-    if "-" in text:
-        first, last = (int(part) for part in text.split("-"))
-        return list(range(first, last + 1))
-    return [int(part) for part in text.split(",")]
 
 
 def tissue_crops(labels: np.ndarray, side: int, count: int, stride: int) -> list[tuple[int, int]]:
