@@ -177,6 +177,14 @@ def training_dataset(
 LR_SCHEDULES = ("plateau", "cosine")
 
 
+def check_lr_schedule(name: str) -> None:
+    """Refuse a learning-rate schedule that is not one of :data:`LR_SCHEDULES`."""
+    if name not in LR_SCHEDULES:
+        raise InputError(
+            f"unknown learning-rate schedule {name!r}: use one of " + ", ".join(LR_SCHEDULES)
+        )
+
+
 def learning_rate_scheduler(
     optimizer: torch.optim.Optimizer, config: TrainingConfig
 ) -> torch.optim.lr_scheduler.LambdaLR | torch.optim.lr_scheduler.ReduceLROnPlateau:
@@ -197,6 +205,7 @@ def learning_rate_scheduler(
     scheduler
         Step it with the validation loss ("plateau") or without arguments ("cosine").
     """
+    check_lr_schedule(config.lr_schedule)
     if config.lr_schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer,
@@ -204,18 +213,13 @@ def learning_rate_scheduler(
             factor=config.scheduler_factor,
             patience=config.scheduler_patience,
         )
-    if config.lr_schedule == "cosine":
-        epochs, floor = max(config.epochs, 1), config.final_lr_fraction
+    epochs, floor = max(config.epochs, 1), config.final_lr_fraction
 
-        def cosine_factor(epoch: int) -> float:
-            # closed form, so a run resumed with more epochs follows the longer schedule
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / epochs))
+    def cosine_factor(epoch: int) -> float:
+        # closed form, so a run resumed with more epochs follows the longer schedule
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(epoch, epochs) / epochs))
 
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_factor)
-    raise InputError(
-        f"unknown learning-rate schedule {config.lr_schedule!r}: use one of "
-        + ", ".join(LR_SCHEDULES)
-    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_factor)
 
 
 def _dice(probability: torch.Tensor, target: torch.Tensor) -> float:
@@ -322,11 +326,7 @@ def train(
             f"single-channel fraction {config.single_channel_fraction} is out of range: "
             "use a value from 0 to 1"
         )
-    if config.lr_schedule not in LR_SCHEDULES:
-        raise InputError(
-            f"unknown learning-rate schedule {config.lr_schedule!r}: use one of "
-            + ", ".join(LR_SCHEDULES)
-        )
+    check_lr_schedule(config.lr_schedule)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
