@@ -30,8 +30,19 @@ from segmentation.graph import (
 )
 from segmentation.inference import predict_probabilities, tissue_mask
 from segmentation.inference.anisotropy import network_planes, resample_planes
-from segmentation.inference.engines import engine_precision, load_engine, resolve_engine
-from segmentation.io import Stack, normalize_percentile, read_stack, voxel_size_for_distances
+from segmentation.inference.engines import (
+    engine_precision,
+    load_engine,
+    release_engine_memory,
+    resolve_engine,
+)
+from segmentation.io import (
+    NormalizedStack,
+    Stack,
+    percentile_scaling,
+    read_stack,
+    voxel_size_for_distances,
+)
 from segmentation.model import LoadedModel
 from segmentation.outputs import (
     cell_table,
@@ -151,7 +162,10 @@ def predict(
     """
     parameters = parameters or InferenceParameters()
     start = time.perf_counter()
-    image = normalize_percentile(stack.image)
+    # normalised window by window as the network reads it (no float32 copy of the stack)
+    image: np.ndarray | NormalizedStack = NormalizedStack(
+        stack.image, *percentile_scaling(stack.image)
+    )
     planes = image.shape[1]
     if parameters.resample_z:
         shown = network_planes(planes, stack.voxel_size, model.card.z_step_range)
@@ -164,7 +178,7 @@ def predict(
                 stack.voxel_size[0] / stack.voxel_size[2],
                 *model.card.z_step_range,
             )
-            image = resample_planes(image, shown)
+            image = resample_planes(np.asarray(image), shown)
     card = model.card
     # the tissue mask is the same in every plane: windows that hold none of it are skipped
     mask = tissue_mask(stack.image) if card.foreground_channel is not None else None
@@ -173,19 +187,25 @@ def predict(
         needed = np.broadcast_to(mask[:1], (image.shape[1], *mask.shape[1:]))
     engine = resolve_engine(parameters.engine, model.device, model.network)
     precision = engine_precision(engine, parameters.autocast, model.device)
-    probabilities = predict_probabilities(
-        load_engine(model.network, engine, precision),
-        image,
-        patch=parameters.patch,
-        overlap=parameters.overlap,
-        batch_size=parameters.batch_size,
-        device=model.device,
-        autocast=parameters.autocast,
-        progress=progress,
-        multiple_of=getattr(model.network, "downsampling_factor", 1),
-        test_time_flip=parameters.test_time_flip,
-        needed=needed,
-    )
+    network = load_engine(model.network, engine, precision)
+    try:
+        probabilities = predict_probabilities(
+            network,
+            image,
+            patch=parameters.patch,
+            overlap=parameters.overlap,
+            batch_size=parameters.batch_size,
+            device=model.device,
+            autocast=parameters.autocast,
+            progress=progress,
+            multiple_of=getattr(model.network, "downsampling_factor", 1),
+            test_time_flip=parameters.test_time_flip,
+            needed=needed,
+        )
+    finally:
+        # the engine's activations (about 1 GB for a 32x288x288 window in float32) are not
+        # kept while the watershed runs or the web app waits for the next stack
+        release_engine_memory(network)
     probabilities = resample_planes(probabilities, planes)
     boundary = probabilities[card.boundary_channel]
     foreground = (

@@ -183,3 +183,29 @@ def test_a_bad_engine_is_one_line_before_any_work(tmp_path: Path, capsys):
     # one line, about the engine: the (missing) weights were never opened
     assert error.count("\n") == 0 and error.startswith("error: unknown engine 'tensorrt'")
     assert not out.exists()
+
+
+@_needs("openvino")
+def test_released_activations_come_back_with_the_same_output(bundled, tmp_path):
+    engine = open_engine(bundled.network, "openvino", "float32", cache_dir=tmp_path)
+    batch = torch.rand((1, 2, 8, 32, 32), generator=torch.Generator().manual_seed(0))
+    before = engine(batch)
+    engine.release_memory()
+    assert torch.equal(engine(batch), before)
+
+
+def test_predict_releases_the_engines_memory_after_the_network(bundled, phantom, monkeypatch):
+    released = []
+
+    class RecordingEngine:
+        def __call__(self, batch):
+            return bundled.network(batch)
+
+        def release_memory(self):
+            released.append(True)
+
+    monkeypatch.setattr("segmentation.pipeline.load_engine", lambda *args: RecordingEngine())
+    stack = Stack(phantom.image[:, :8, :64, :64], phantom.voxel_size, "CZYX", "uint16")
+    prediction = predict(stack, bundled, InferenceParameters(engine="torch", autocast="none"))
+    assert released == [True]
+    assert prediction.boundary_probability.shape == (8, 64, 64)

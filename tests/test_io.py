@@ -11,9 +11,11 @@ import tifffile
 from segmentation.errors import InputError
 from segmentation.io import (
     ASSUMED_Z_STEP_IN_PIXELS,
+    NormalizedStack,
     normalize_percentile,
     parse_channels,
     parse_voxel_size,
+    percentile_scaling,
     read_stack,
     read_voxel_size,
     voxel_size_for_distances,
@@ -278,7 +280,10 @@ def test_rejects_truncated_tiff(tmp_path, imagej, compression, keep):
     path = tmp_path / "whole.tif"
     if imagej:
         tifffile.imwrite(
-            path, data.transpose(1, 0, 2, 3), imagej=True, metadata={"axes": "ZCYX"},
+            path,
+            data.transpose(1, 0, 2, 3),
+            imagej=True,
+            metadata={"axes": "ZCYX"},
             compression=compression,
         )
     else:
@@ -337,6 +342,19 @@ def test_normalize_percentile_constant_and_sparse_channels():
     assert normalized[1].min() == 0.0
 
 
+def test_normalized_stack_reads_what_normalize_percentile_gives():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 4000, (2, 6, 70, 90)).astype(np.uint16)
+    image[1] = 9  # a constant channel maps to 0 both ways
+    whole = normalize_percentile(image)
+    view = NormalizedStack(image, *percentile_scaling(image))
+    assert view.shape == image.shape and view.ndim == 4
+    np.testing.assert_array_equal(view[..., 1:4, 10:30, 5:60], whole[..., 1:4, 10:30, 5:60])
+    np.testing.assert_array_equal(np.asarray(view), whole)
+    with pytest.raises(IndexError):
+        view[0]  # a key must keep the channels
+
+
 def test_voxel_size_from_tifffile_shaped_metadata(tmp_path):
     """``germseg synth`` writes tifffile's JSON description with spacing, unit and resolution."""
     from segmentation.synthetic import write_phantom
@@ -351,8 +369,11 @@ def test_voxel_size_from_tifffile_shaped_metadata(tmp_path):
 def test_voxel_size_given_replaces_the_files_and_is_checked(tmp_path):
     path = tmp_path / "calibrated.tif"
     tifffile.imwrite(
-        path, make_channels().transpose(1, 0, 2, 3), imagej=True,
-        metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um"}, resolution=(10.0, 10.0),
+        path,
+        make_channels().transpose(1, 0, 2, 3),
+        imagej=True,
+        metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um"},
+        resolution=(10.0, 10.0),
     )
     assert read_stack(path).voxel_size == pytest.approx((2.0, 0.1, 0.1))
     assert read_stack(path).warnings == ()

@@ -25,7 +25,12 @@ from segmentation.blockwise.statistics import StackStatistics
 from segmentation.blockwise.storage import create_array
 from segmentation.inference import predict_probabilities
 from segmentation.inference.anisotropy import network_planes, resample_planes
-from segmentation.inference.engines import engine_precision, load_engine, resolve_engine
+from segmentation.inference.engines import (
+    engine_precision,
+    load_engine,
+    release_engine_memory,
+    resolve_engine,
+)
 from segmentation.inference.sliding_window import (
     _padding_to_multiple,
     _Placement,
@@ -183,6 +188,7 @@ def predict_blockwise(
                 progress(done, len(placements))
         target = (slice(None), *region)
         sums[target] = sums[target] + tile_sums
+    release_engine_memory(network)
     probabilities = create_array(
         work_dir / "probabilities.zarr", (len(channels), planes, n_y, n_x), PROBABILITY_DTYPE
     )

@@ -10,7 +10,7 @@ import numpy as np
 from segmentation.blockwise.blocks import Block
 from segmentation.blockwise.lazy_stack import LazyStack
 from segmentation.inference import tissue_mask
-from segmentation.io.normalization import _sample_step
+from segmentation.io.normalization import _sample_step, apply_scaling
 from segmentation.io.reader import _validate_values
 
 #: ``normalize_percentile``'s percentiles, mapped to 0 and 1.
@@ -40,14 +40,7 @@ class StackStatistics:
 
     def normalise(self, raw: np.ndarray) -> np.ndarray:
         """Normalise a raw (2, z, y, x) block exactly as ``normalize_percentile`` would."""
-        out = np.empty(raw.shape, dtype=np.float32)
-        for channel in range(raw.shape[0]):
-            np.subtract(raw[channel], self.offset[channel], out=out[channel], casting="unsafe")
-            if self.scale[channel] > 0:
-                out[channel] *= np.float32(1.0 / self.scale[channel])
-            else:
-                out[channel] = 0.0
-        return out
+        return apply_scaling(raw, self.offset, self.scale)
 
 
 def _binned_sum(raw: np.ndarray, pad: tuple[int, int]) -> np.ndarray:

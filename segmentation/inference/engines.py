@@ -235,6 +235,17 @@ def load_engine(
     return opened
 
 
+def release_engine_memory(engine: Engine) -> None:
+    """Free what ``engine`` keeps between calls for its activations (OpenVINO's buffers).
+
+    The engine stays usable: its next call allocates them again (a few milliseconds). A
+    PyTorch module or an engine without such buffers is left as it is.
+    """
+    release = getattr(engine, "release_memory", None)
+    if callable(release) and not isinstance(engine, torch.nn.Module):
+        release()
+
+
 def calibration_windows(
     channels: int, window: tuple[int, int, int] = (32, 128, 128)
 ) -> list[np.ndarray]:

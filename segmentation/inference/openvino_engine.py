@@ -130,3 +130,10 @@ class OpenVINOEngine:
         with self._lock:
             logits = self._compiled_for(array.shape)(array)[0]
         return torch.from_numpy(np.array(logits, dtype=np.float32))
+
+    def release_memory(self) -> None:
+        """Free the compiled models' activation buffers (about 1 GB for a float32
+        32×288×288 window); the next call allocates them again."""
+        with self._lock:
+            for compiled in self._compiled.values():
+                compiled.release_memory()
