@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bioimage_cpp.segmentation
 import numpy as np
 import pytest
 
@@ -12,6 +13,7 @@ from segmentation.watershed import distance_transform_watershed
 from segmentation.watershed.distance_transform import (
     _footprint_shape,
     boundary_distance,
+    label_sparse,
     relative_spacing,
 )
 
@@ -174,3 +176,23 @@ def test_pipeline_finds_the_stranded_cell_only_with_foreground_seeds():
         prediction, SegmentationParameters(foreground_seed_distance=0)
     ).labels
     assert lost.max() == 0
+
+
+@pytest.mark.parametrize("density", [0.0005, 0.004, 0.05])
+@pytest.mark.parametrize("shape", [(9, 60, 70), (40, 50)])
+def test_label_sparse_equals_labelling_the_whole_volume(shape, density):
+    rng = np.random.default_rng(7)
+    mask = rng.random(shape) < density
+    mask.flat[rng.choice(mask.size, 6, replace=False)] = True
+    mask |= np.roll(mask, 1, axis=-1) & (rng.random(shape) < 0.5)  # plateaus of 2+ voxels
+    mask |= np.roll(mask, 1, axis=0) & (rng.random(shape) < 0.5)
+    mask[-1] |= rng.random(shape[1:]) < 0.01  # components on the last plane too
+    expected = bioimage_cpp.segmentation.label(mask, connectivity=1).astype(np.uint32)
+    labels = label_sparse(mask)
+    assert labels.dtype == np.uint32
+    np.testing.assert_array_equal(labels, expected)
+    assert expected.max() > 1
+
+
+def test_label_sparse_of_an_empty_mask_is_all_zero():
+    assert not label_sparse(np.zeros((3, 4, 5), bool)).any()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import bioimage_cpp.distance
 import bioimage_cpp.segmentation
-import edt
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -75,7 +75,12 @@ def grow_into_foreground(
         return labels.copy()
     # distance of every unlabelled voxel to the nearest cell voxel
     anisotropy = relative_spacing(voxel_size, 3)
-    candidates &= edt.edt(unlabelled, anisotropy=anisotropy) <= max_distance
+    # bioimage-cpp's distance transform on every core: 0.48 s against edt's 1.15 s (2 threads)
+    distance = bioimage_cpp.distance.distance_transform(
+        unlabelled, sampling=anisotropy, number_of_threads=0
+    )
+    candidates &= distance <= max_distance
+    del distance
     if not candidates.any():
         return labels.copy()
     # flood only the candidates, from the cell voxels that touch them

@@ -14,6 +14,8 @@ import bioimage_cpp.distance
 import bioimage_cpp.filters
 import bioimage_cpp.segmentation
 import numpy as np
+import scipy.sparse
+import scipy.sparse.csgraph
 from scipy import ndimage
 
 from segmentation.errors import InputError
@@ -107,6 +109,48 @@ def _footprint_shape(footprint: int, spacing: tuple[float, ...]) -> tuple[int, .
     return tuple(widths)
 
 
+#: Above this fraction of set voxels :func:`label_sparse` labels the whole volume instead.
+SPARSE_FRACTION = 0.01
+
+
+def label_sparse(mask: np.ndarray) -> np.ndarray:
+    """Face-connected components of ``mask`` as uint32, numbered in raster order.
+
+    The same labels as ``bioimage_cpp.segmentation.label(mask, connectivity=1)``, found
+    from the set voxels alone: seed plateaus are a few hundred voxels of a 26 M voxel
+    stack, where labelling the whole volume and casting it took 0.6 s a call. Masks
+    with more than :data:`SPARSE_FRACTION` of their voxels set are labelled whole.
+    """
+    index = np.flatnonzero(mask)
+    if index.size > SPARSE_FRACTION * mask.size:
+        return bioimage_cpp.segmentation.label(mask, connectivity=1).astype(np.uint32)
+    labels = np.zeros(mask.shape, dtype=np.uint32)
+    if index.size == 0:
+        return labels
+    coordinates = np.unravel_index(index, mask.shape)
+    strides = np.cumprod((1, *mask.shape[:0:-1]))[::-1]
+    first, second = [], []
+    for axis, stride in enumerate(strides):
+        inside = np.flatnonzero(coordinates[axis] < mask.shape[axis] - 1)
+        neighbour = index[inside] + stride
+        position = np.minimum(np.searchsorted(index, neighbour), index.size - 1)
+        found = index[position] == neighbour
+        first.append(inside[found])
+        second.append(position[found])
+    pairs = (np.concatenate(first), np.concatenate(second))
+    graph = scipy.sparse.coo_matrix(
+        (np.ones(pairs[0].size, dtype=np.int8), pairs), shape=(index.size, index.size)
+    )
+    _, component = scipy.sparse.csgraph.connected_components(graph, directed=False)
+    # number components by their first voxel in raster order, as a scanning labeller does
+    first_voxel = np.full(component.max() + 1, index.size)
+    np.minimum.at(first_voxel, component, np.arange(index.size))
+    rank = np.empty(first_voxel.size, dtype=np.uint32)
+    rank[np.argsort(first_voxel)] = np.arange(1, first_voxel.size + 1, dtype=np.uint32)
+    labels.flat[index] = rank[component]
+    return labels
+
+
 def _seeds(
     smoothed_distance: np.ndarray,
     boundary: np.ndarray,
@@ -121,7 +165,7 @@ def _seeds(
     is_seed &= ~boundary
     if mask is not None:
         is_seed &= mask
-    return bioimage_cpp.segmentation.label(is_seed, connectivity=1).astype(np.uint32)
+    return label_sparse(is_seed)
 
 
 def _with_neighbours(selected: np.ndarray) -> np.ndarray:
