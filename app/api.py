@@ -21,6 +21,7 @@ from segmentation.inference.engines import engine_precision, resolve_engine
 from segmentation.parameters import (
     DEFAULT_AUTOCAST,
     DEFAULT_CUTOFF,
+    DEFAULT_EDGE_WEIGHTS,
     DEFAULT_ENGINE,
     DEFAULT_FOOTPRINT,
     DEFAULT_FOREGROUND_SEED_DISTANCE,
@@ -97,6 +98,10 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
         footprint: Annotated[float, Form()] = DEFAULT_FOOTPRINT,
         cutoff: Annotated[float, Form()] = DEFAULT_CUTOFF,
         method: Annotated[str, Form()] = DEFAULT_METHOD,
+        edge_weights: Annotated[
+            str,
+            Form(description="learned (the model's edge classifier) or boundary (face mean)"),
+        ] = DEFAULT_EDGE_WEIGHTS,
         min_size: Annotated[float, Form()] = DEFAULT_MIN_SIZE,
         max_size: Annotated[
             float | None, Form(description="Largest cell in voxels; empty or 0: no limit")
@@ -159,6 +164,7 @@ def api_router(manager: JobManager, devices: tuple[str, ...]) -> APIRouter:
                 footprint=footprint,
                 cutoff=cutoff,
                 method=method,
+                edge_weights=edge_weights,
                 min_size=min_size,
                 max_size=max_size,
                 min_volume_um3=min_volume_um3,

@@ -6,6 +6,7 @@ from app.jobs import JobRequest
 from segmentation.errors import InputError
 from segmentation.io import parse_channels
 from segmentation.parameters import (
+    DEFAULT_EDGE_WEIGHTS,
     DEFAULT_ENGINE,
     DEFAULT_FOREGROUND_SEED_DISTANCE,
     DEFAULT_FRAGMENT_RATIO,
@@ -25,6 +26,7 @@ def build_request(
     footprint: int,
     cutoff: float,
     method: str,
+    edge_weights: str = DEFAULT_EDGE_WEIGHTS,
     min_size: int,
     max_size: int | None,
     min_volume_um3: float | None,
@@ -74,6 +76,7 @@ def build_request(
         footprint=footprint,
         cutoff=cutoff,
         method=method,
+        edge_weights=edge_weights,
         min_size=min_size,
         max_size=max_size or None,
         min_volume_um3=min_volume_um3,

@@ -19,6 +19,7 @@ from app.requests import build_request
 from segmentation.errors import InputError
 from segmentation.parameters import (
     DEFAULT_CUTOFF,
+    DEFAULT_EDGE_WEIGHTS,
     DEFAULT_ENGINE,
     DEFAULT_FOOTPRINT,
     DEFAULT_FOREGROUND_SEED_DISTANCE,
@@ -31,6 +32,7 @@ from segmentation.parameters import (
     DEFAULT_RIM_DISTANCE,
     DEFAULT_TEST_TIME_FLIP,
     DEFAULT_THRESHOLD,
+    EDGE_WEIGHTS,
     MAX_FOREGROUND_SEED_DISTANCE,
     MAX_RIM_DISTANCE,
     METHODS,
@@ -156,6 +158,7 @@ def build_ui(
         voxel_size: str = "",
         resample_z: bool = DEFAULT_RESAMPLE_Z,
         engine: str = DEFAULT_ENGINE,
+        edge_weights: str = DEFAULT_EDGE_WEIGHTS,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
         if not files:
@@ -166,6 +169,7 @@ def build_ui(
                 footprint=footprint,
                 cutoff=cutoff,
                 method=method,
+                edge_weights=edge_weights,
                 min_size=min_size or 0,
                 max_size=max_size or None,
                 min_volume_um3=min_volume_um3 or None,
@@ -214,6 +218,7 @@ def build_ui(
         rim_distance: float = DEFAULT_RIM_DISTANCE,
         foreground_seed_distance: float = DEFAULT_FOREGROUND_SEED_DISTANCE,
         voxel_size: str = "",
+        edge_weights: str = DEFAULT_EDGE_WEIGHTS,
         last_inference: dict | None = None,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's injection idiom)
     ) -> tuple:
@@ -239,6 +244,7 @@ def build_ui(
             voxel_size,
             last_inference.get("resample_z", DEFAULT_RESAMPLE_Z),
             last_inference.get("engine", DEFAULT_ENGINE),
+            edge_weights,
             progress,
         )
 
@@ -288,6 +294,12 @@ def build_ui(
                     info="Higher: more merging of super-pixels into cells",
                 )
                 method = gr.Radio(list(METHODS), value=DEFAULT_METHOD, label="Partition method")
+                edge_weights = gr.Radio(
+                    list(EDGE_WEIGHTS),
+                    value=DEFAULT_EDGE_WEIGHTS,
+                    label="Edge weights",
+                    info="learned: the model's merge classifier; boundary: mean on the face",
+                )
                 with gr.Accordion("Advanced", open=False):
                     patch = gr.Textbox(DEFAULT_PATCH_TEXT, label="Network window Z,Y,X")
                     overlap = gr.Slider(
@@ -432,6 +444,7 @@ def build_ui(
             voxel_size,
             resample_z,
             engine,
+            edge_weights,
         ]
         enable_resegment = {
             "fn": lambda: gr.Button(interactive=True),
@@ -448,7 +461,7 @@ def build_ui(
         segment_event.success(**enable_resegment)
         resegment_event = resegment_button.click(
             resegment,
-            inputs=[files, *tuning, *size_limits, voxel_size, inference_state],
+            inputs=[files, *tuning, *size_limits, voxel_size, edge_weights, inference_state],
             outputs=outputs,
             api_name="resegment",
             concurrency_id="segment",

@@ -34,7 +34,11 @@ from segmentation.cli import parse_triple  # noqa: E402
 from segmentation.evaluation import evaluate_segmentation  # noqa: E402
 from segmentation.io import Stack  # noqa: E402
 from segmentation.model import load_model  # noqa: E402
-from segmentation.parameters import InferenceParameters, SegmentationParameters  # noqa: E402
+from segmentation.parameters import (  # noqa: E402
+    EDGE_WEIGHTS,
+    InferenceParameters,
+    SegmentationParameters,
+)
 from segmentation.pipeline import predict, segment_from_boundaries  # noqa: E402
 from segmentation.synthetic import make_phantom  # noqa: E402
 
@@ -83,6 +87,7 @@ def main() -> int:
     parser.add_argument("--crops", type=int, default=2, help="crops per phantom")
     parser.add_argument("--engine", default=None)
     parser.add_argument("--autocast", choices=("none", "bf16", "fp16"), default=None)
+    parser.add_argument("--edge-weights", choices=EDGE_WEIGHTS, default=None)
     parser.add_argument("--json", type=Path, default=None)
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -94,6 +99,8 @@ def main() -> int:
     if arguments.autocast:
         inference = replace(inference, autocast=arguments.autocast)
     parameters = SegmentationParameters()
+    if arguments.edge_weights:
+        parameters = replace(parameters, edge_weights=arguments.edge_weights)
     rows = []
     for seed in arguments.seeds:
         phantom = make_phantom(arguments.field, seed)

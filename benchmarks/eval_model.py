@@ -28,11 +28,13 @@ import numpy as np
 
 from segmentation.cli import parse_triple
 from segmentation.evaluation import evaluate_segmentation
+from segmentation.graph import card_edge_classifier
 from segmentation.inference import resolve_autocast
 from segmentation.io import Stack
 from segmentation.model import load_model
 from segmentation.parameters import (
     DEFAULT_FRAGMENT_RATIO,
+    EDGE_WEIGHTS,
     InferenceParameters,
     SegmentationParameters,
 )
@@ -102,7 +104,11 @@ def cached_prediction(
     if path.is_file():
         stored = np.load(path)
         prediction = BoundaryPrediction(
-            stored["boundary"], stored["foreground"], "cache", float(stored["seconds"])
+            stored["boundary"],
+            stored["foreground"],
+            "cache",
+            float(stored["seconds"]),
+            edge_classifier=card_edge_classifier(model.card),
         )
     else:
         stack = Stack(image.astype(np.float32), phantom.voxel_size, "CZYX", "uint16", ())
@@ -168,6 +174,7 @@ def main() -> int:
         "--engine", default=None, help="network engine (default: InferenceParameters')"
     )
     parser.add_argument("--method", choices=("agglomeration", "multicut"), default=None)
+    parser.add_argument("--edge-weights", choices=EDGE_WEIGHTS, default=None)
     parser.add_argument("--patch", type=parse_triple, default=None)
     parser.add_argument("--overlap", type=float, default=None)
     parser.add_argument(
@@ -205,6 +212,8 @@ def main() -> int:
     parameters = SegmentationParameters()
     if arguments.method:
         parameters = replace(parameters, method=arguments.method)
+    if arguments.edge_weights:
+        parameters = replace(parameters, edge_weights=arguments.edge_weights)
 
     weights = weights_hash(model)
     results = []
@@ -231,6 +240,7 @@ def main() -> int:
             "overlap": inference.overlap,
             "test_time_flip": inference.test_time_flip,
             "method": parameters.method,
+            "edge_weights": parameters.edge_weights,
             "single_channel": arguments.single_channel,
             "network_seconds": round(prediction.seconds, 1),
             "postnetwork_seconds": round(seconds, 1),

@@ -22,6 +22,7 @@ from segmentation.parameters import (
     DEFAULT_AUTOCAST,
     DEFAULT_CUTOFF,
     DEFAULT_DEVICE,
+    DEFAULT_EDGE_WEIGHTS,
     DEFAULT_ENGINE,
     DEFAULT_FOOTPRINT,
     DEFAULT_FOREGROUND_SEED_DISTANCE,
@@ -39,6 +40,7 @@ from segmentation.parameters import (
     DEFAULT_TEST_TIME_FLIP,
     DEFAULT_THRESHOLD,
     DEVICES,
+    EDGE_WEIGHTS,
     ENGINES,
     MAX_FOOTPRINT,
     MAX_FOREGROUND_SEED_DISTANCE,
@@ -165,6 +167,13 @@ def _add_segment_parser(subparsers: argparse._SubParsersAction) -> None:
         help="partition cutoff: boundaries above it separate cells (default %(default)s)",
     )
     parser.add_argument("--method", default=DEFAULT_METHOD, metavar=_choices(METHODS))
+    parser.add_argument(
+        "--edge-weights",
+        default=DEFAULT_EDGE_WEIGHTS,
+        metavar=_choices(EDGE_WEIGHTS),
+        help="region-graph edge weights: the model's learned merge classifier or the face's "
+        "mean boundary (default %(default)s)",
+    )
     parser.add_argument(
         "--min-size",
         type=_number,
@@ -333,6 +342,7 @@ def _run_segment(arguments: argparse.Namespace) -> int:
             footprint=arguments.footprint,
             cutoff=arguments.cutoff,
             method=arguments.method,
+            edge_weights=arguments.edge_weights,
             min_size=arguments.min_size,
             max_size=arguments.max_size,
             min_volume_um3=arguments.min_volume,

@@ -18,6 +18,9 @@ from typing import Literal, get_args
 from segmentation.errors import InputError
 
 PartitionMethod = Literal["agglomeration", "multicut"]
+#: What a region-graph edge's weight is: the model's learned merge classifier (1 - merge
+#: probability, from its card) or the face's mean boundary probability.
+EdgeWeights = Literal["learned", "boundary"]
 Device = Literal["auto", "cpu", "cuda"]
 Autocast = Literal["auto", "none", "bf16", "fp16"]
 #: What runs the network: PyTorch, or (optional packages, CPU only) OpenVINO, ONNX Runtime.
@@ -25,6 +28,7 @@ Engine = Literal["auto", "torch", "openvino", "onnxruntime"]
 #: Format of the labels and boundaries: two TIFF files, or one OME-Zarr folder.
 OutputFormat = Literal["tiff", "ome-zarr"]
 METHODS: tuple[str, ...] = get_args(PartitionMethod)
+EDGE_WEIGHTS: tuple[str, ...] = get_args(EdgeWeights)
 DEVICES: tuple[str, ...] = get_args(Device)
 AUTOCASTS: tuple[str, ...] = get_args(Autocast)
 ENGINES: tuple[str, ...] = get_args(Engine)
@@ -38,6 +42,8 @@ DEFAULT_FOOTPRINT = 17
 #: Partition cutoff: a boundary with mean probability above this separates two cells.
 DEFAULT_CUTOFF = 0.6
 DEFAULT_METHOD: PartitionMethod = "agglomeration"
+#: Learned edge weights where the model has an edge classifier (else the boundary mean).
+DEFAULT_EDGE_WEIGHTS: EdgeWeights = "learned"
 #: Smallest cell kept, in voxels.
 DEFAULT_MIN_SIZE = 300
 #: Largest cell kept, in voxels (None: no limit).
@@ -364,6 +370,7 @@ class SegmentationParameters:
     footprint: int = DEFAULT_FOOTPRINT
     cutoff: float = DEFAULT_CUTOFF
     method: PartitionMethod = DEFAULT_METHOD
+    edge_weights: EdgeWeights = DEFAULT_EDGE_WEIGHTS
     min_size: int = DEFAULT_MIN_SIZE
     max_size: int | None = DEFAULT_MAX_SIZE
     min_volume_um3: float | None = None
@@ -388,6 +395,7 @@ class SegmentationParameters:
             ),
             "cutoff": check_range("cutoff", self.cutoff, 0.0, 1.0),
             "method": check_choice("method", self.method, METHODS),
+            "edge_weights": check_choice("edge_weights", self.edge_weights, EDGE_WEIGHTS),
             "min_size": check_whole_number(
                 "min_size", self.min_size, 0, MAX_STACK_VOXELS, "voxels"
             ),

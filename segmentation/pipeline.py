@@ -21,12 +21,13 @@ import numpy as np
 from segmentation.blockwise import fits_in_memory, segment_file_blockwise, stack_header
 from segmentation.errors import InputError
 from segmentation.graph import (
+    EdgeClassifier,
     RegionGraph,
+    card_edge_classifier,
     cell_neighbours,
-    partition,
+    partition_cells,
     project_node_labels,
     region_graph,
-    separate_background,
 )
 from segmentation.inference import predict_probabilities, tissue_mask
 from segmentation.inference.anisotropy import network_planes, resample_planes
@@ -94,12 +95,16 @@ class BoundaryPrediction:
         Device the network ran on.
     seconds : float
         Wall time of the prediction.
+    edge_classifier : EdgeClassifier, optional
+        The network's learned region-graph edge weights (from its model card), used with
+        ``edge_weights="learned"``; None weights edges by their mean boundary.
     """
 
     boundary_probability: np.ndarray
     foreground_probability: np.ndarray | None
     device: str = "cpu"
     seconds: float = 0.0
+    edge_classifier: EdgeClassifier | None = None
 
 
 @dataclass(frozen=True)
@@ -215,7 +220,13 @@ def predict(
         foreground *= mask
     seconds = time.perf_counter() - start
     logger.info("network: %.1f s on %s (%s, %s)", seconds, model.device, engine, precision)
-    return BoundaryPrediction(boundary, foreground, device=str(model.device), seconds=seconds)
+    return BoundaryPrediction(
+        boundary,
+        foreground,
+        device=str(model.device),
+        seconds=seconds,
+        edge_classifier=card_edge_classifier(model.card),
+    )
 
 
 def segment_from_boundaries(
@@ -321,12 +332,15 @@ def cells_from_superpixels(
     graph = region_graph(
         superpixels, prediction.boundary_probability, prediction.foreground_probability
     )
-    if graph.node_foreground is not None:
-        cell_graph, background_nodes = separate_background(graph, parameters.foreground_threshold)
-        node_labels = partition(cell_graph, cutoff=parameters.cutoff, method=parameters.method)
-        node_labels[background_nodes] = 0
-    else:
-        node_labels = partition(graph, cutoff=parameters.cutoff, method=parameters.method)
+    node_labels = partition_cells(
+        graph,
+        cutoff=parameters.cutoff,
+        method=parameters.method,
+        foreground_threshold=parameters.foreground_threshold,
+        edge_classifier=prediction.edge_classifier
+        if parameters.edge_weights == "learned"
+        else None,
+    )
     labels = project_node_labels(superpixels, node_labels)
     timings["graph"] = time.perf_counter() - start
 

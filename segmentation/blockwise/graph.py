@@ -16,18 +16,7 @@ from segmentation.blockwise.blocks import Block
 from segmentation.blockwise.faces import block_faces, read_extended
 from segmentation.blockwise.prediction import BOUNDARY, FOREGROUND
 from segmentation.graph import RegionGraph
-
-
-def _summed_by_key(
-    keys: np.ndarray, totals: np.ndarray, areas: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unique keys with their summed totals and areas."""
-    unique, inverse = np.unique(keys, return_inverse=True)
-    return (
-        unique,
-        np.bincount(inverse, weights=totals, minlength=unique.size),
-        np.bincount(inverse, weights=areas, minlength=unique.size),
-    )
+from segmentation.graph.region_graph import face_columns, node_means, summed_by_key
 
 
 def region_graph_blockwise(
@@ -56,38 +45,55 @@ def region_graph_blockwise(
     has_foreground = probabilities.shape[0] > FOREGROUND
     node_size = np.zeros(n_nodes, dtype=np.int64)
     foreground_total = np.zeros(n_nodes) if has_foreground else None
-    gathered: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    boundary_total = np.zeros(n_nodes)
+    gathered: list[tuple[np.ndarray, np.ndarray]] = []
     for block in blocks:
         labels, extended = read_extended(superpixels, block)
         labels = pieces[labels]
         boundary = probabilities[(BOUNDARY, *extended)].astype(np.float32)
-        keys, values = [], []
-        for low, high, (low_index, high_index) in block_faces(labels, block, extended):
+        foreground = (
+            probabilities[(FOREGROUND, *extended)].astype(np.float32) if has_foreground else None
+        )
+        keys, columns = [], []
+        for axis, (low, high, (low_index, high_index)) in enumerate(
+            block_faces(labels, block, extended)
+        ):
             face = (low != high) & (low != 0) & (high != 0)
             first, second = low[face].astype(np.int64), high[face].astype(np.int64)
             keys.append(np.minimum(first, second) * n_nodes + np.maximum(first, second))
-            values.append(
-                np.maximum(boundary[low_index][face], boundary[high_index][face]).astype(np.float64)
+            columns.append(
+                face_columns(
+                    boundary[low_index][face],
+                    boundary[high_index][face],
+                    None if foreground is None else foreground[low_index][face],
+                    None if foreground is None else foreground[high_index][face],
+                    along_z=axis == 0,
+                )
             )
-        all_keys = np.concatenate(keys)
-        gathered.append(_summed_by_key(all_keys, np.concatenate(values), np.ones(all_keys.size)))
-        inner = labels[tuple(slice(0, n) for n in block.shape)].ravel()
+        block_keys, counts, sums = summed_by_key(np.concatenate(keys), np.concatenate(columns))
+        gathered.append((block_keys, np.column_stack([counts, sums])))
+        inner_index = tuple(slice(0, n) for n in block.shape)
+        inner = labels[inner_index].ravel()
         node_size += np.bincount(inner, minlength=n_nodes)
+        boundary_total += np.bincount(
+            inner, weights=boundary[inner_index].ravel(), minlength=n_nodes
+        )
         if foreground_total is not None:
-            foreground = probabilities[(FOREGROUND, *block.inner)].astype(np.float32)
-            foreground_total += np.bincount(inner, weights=foreground.ravel(), minlength=n_nodes)
-    keys, totals, areas = _summed_by_key(
-        *(np.concatenate(parts) for parts in zip(*gathered, strict=True))
-    )
-    node_foreground = None
-    if foreground_total is not None:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            node_foreground = np.where(node_size > 0, foreground_total / node_size, np.nan)
+            foreground_total += np.bincount(
+                inner, weights=foreground[inner_index].ravel(), minlength=n_nodes
+            )
+    all_keys = np.concatenate([keys for keys, _ in gathered])
+    unique, _, sums = summed_by_key(all_keys, np.concatenate([rows for _, rows in gathered]))
+    areas = sums[:, 0]
     return RegionGraph(
         n_nodes=n_nodes,
-        edges=np.stack([keys // n_nodes, keys % n_nodes], axis=1),
-        mean_boundary=totals / np.maximum(areas, 1),
+        edges=np.stack([unique // n_nodes, unique % n_nodes], axis=1),
+        mean_boundary=sums[:, 1] / np.maximum(areas, 1),
         contact_area=areas,
         node_size=node_size,
-        node_foreground=node_foreground,
+        node_foreground=None
+        if foreground_total is None
+        else node_means(foreground_total, node_size),
+        face_statistics=sums[:, 2:],
+        node_boundary=node_means(boundary_total, node_size),
     )

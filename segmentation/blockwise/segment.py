@@ -14,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import zarr
 
 from segmentation.blockwise.blocks import block_grid, block_shape_for_budget, halo_voxels
@@ -38,7 +37,12 @@ from segmentation.blockwise.postprocess import (
 from segmentation.blockwise.prediction import predict_blockwise
 from segmentation.blockwise.statistics import scan_stack
 from segmentation.blockwise.watershed import WATERSHED_HALO_PIXELS, watershed_blockwise
-from segmentation.graph import cell_neighbours, partition, separate_background
+from segmentation.graph import (
+    EdgeClassifier,
+    card_edge_classifier,
+    cell_neighbours,
+    partition_cells,
+)
 from segmentation.io import voxel_size_for_distances
 from segmentation.model import LoadedModel
 from segmentation.outputs import check_output_format, output_paths, stack_stem, write_cell_table
@@ -53,22 +57,13 @@ from segmentation.parameters import (
 logger = logging.getLogger(__name__)
 
 
-def _partition(graph, parameters: SegmentationParameters) -> np.ndarray:
-    """Cell label per node, background super-pixels never merged (as the in-memory chain)."""
-    if graph.node_foreground is None:
-        return partition(graph, cutoff=parameters.cutoff, method=parameters.method)
-    cell_graph, background_nodes = separate_background(graph, parameters.foreground_threshold)
-    node_labels = partition(cell_graph, cutoff=parameters.cutoff, method=parameters.method)
-    node_labels[background_nodes] = 0
-    return node_labels
-
-
 def segment_probabilities_blockwise(
     probabilities: zarr.Array,
     work_dir: Path,
     block_shape: tuple[int, int, int],
     parameters: SegmentationParameters | None = None,
     voxel_size: tuple[float, float, float] | None = None,
+    edge_classifier: EdgeClassifier | None = None,
 ) -> BlockwiseLabels:
     """The post-network chain of :func:`segmentation.pipeline.segment_from_boundaries`,
     block by block.
@@ -84,6 +79,8 @@ def segment_probabilities_blockwise(
     parameters : SegmentationParameters, optional
     voxel_size : (float, float, float), optional
         (z, y, x) in µm, as for ``segment_from_boundaries``.
+    edge_classifier : EdgeClassifier, optional
+        The network's learned edge weights (``BoundaryPrediction.edge_classifier``).
 
     Returns
     -------
@@ -106,7 +103,13 @@ def segment_probabilities_blockwise(
     start = time.perf_counter()
     blocks = block_grid(shape, block_shape)
     graph = region_graph_blockwise(superpixels, probabilities, blocks, pieces)
-    node_labels = _partition(graph, parameters)
+    node_labels = partition_cells(
+        graph,
+        cutoff=parameters.cutoff,
+        method=parameters.method,
+        foreground_threshold=parameters.foreground_threshold,
+        edge_classifier=edge_classifier if parameters.edge_weights == "learned" else None,
+    )
     timings["graph"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -251,7 +254,12 @@ def segment_file_blockwise(
         )
         timings["network"] = time.perf_counter() - start
         labels = segment_probabilities_blockwise(
-            probabilities, work, block_shape, segmentation_parameters, distances
+            probabilities,
+            work,
+            block_shape,
+            segmentation_parameters,
+            distances,
+            edge_classifier=card_edge_classifier(model.card),
         )
         timings.update(labels.timings)
         start = time.perf_counter()

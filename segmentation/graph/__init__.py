@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+from segmentation.graph.edge_classifier import (
+    EDGE_FEATURES,
+    EdgeClassifier,
+    card_edge_classifier,
+    edge_features,
+    merge_targets,
+)
 from segmentation.graph.network import to_networkx
-from segmentation.graph.partition import agglomerate, multicut, partition, probabilities_to_costs
+from segmentation.graph.partition import (
+    agglomerate,
+    multicut,
+    partition,
+    partition_cells,
+    probabilities_to_costs,
+)
 from segmentation.graph.region_graph import (
     RegionGraph,
     cell_neighbours,
@@ -13,11 +26,17 @@ from segmentation.graph.region_graph import (
 )
 
 __all__ = [
+    "EDGE_FEATURES",
+    "EdgeClassifier",
     "RegionGraph",
     "agglomerate",
+    "card_edge_classifier",
     "cell_neighbours",
+    "edge_features",
+    "merge_targets",
     "multicut",
     "partition",
+    "partition_cells",
     "probabilities_to_costs",
     "project_node_labels",
     "region_graph",

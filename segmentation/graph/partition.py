@@ -14,7 +14,12 @@ from bioimage_cpp.graph.multicut import (
 )
 
 from segmentation.errors import InputError
-from segmentation.graph.region_graph import RegionGraph
+from segmentation.graph.edge_classifier import (
+    EdgeClassifier,
+    has_edge_features,
+    with_learned_weights,
+)
+from segmentation.graph.region_graph import RegionGraph, separate_background
 from segmentation.parameters import DEFAULT_CUTOFF
 
 logger = logging.getLogger(__name__)
@@ -176,4 +181,45 @@ def partition(
     else:
         raise InputError(f"unknown partition method {method!r}; use one of {PARTITION_METHODS}")
     logger.info("%s: %d super-pixels -> %d cells", method, graph.n_nodes - 1, labels.max())
+    return labels
+
+
+def partition_cells(
+    graph: RegionGraph,
+    *,
+    cutoff: float = DEFAULT_CUTOFF,
+    method: str = "agglomeration",
+    foreground_threshold: float | None = None,
+    edge_classifier: EdgeClassifier | None = None,
+) -> np.ndarray:
+    """Cell label per node: :func:`partition` with background kept apart and learned weights.
+
+    Parameters
+    ----------
+    graph : RegionGraph
+    cutoff, method
+        As for :func:`partition`.
+    foreground_threshold : float, optional
+        With a graph that has ``node_foreground``: super-pixels below it are background
+        (:func:`~segmentation.graph.separate_background`), never merged, and labelled 0.
+    edge_classifier : EdgeClassifier, optional
+        Weights the edges by ``1 - merge probability``
+        (:func:`~segmentation.graph.edge_classifier.with_learned_weights`) instead of the
+        mean boundary; used only where the graph has the features it needs.
+
+    Returns
+    -------
+    ndarray of uint32, shape (n_nodes,)
+    """
+    background = None
+    if foreground_threshold is not None and graph.node_foreground is not None:
+        graph, background = separate_background(graph, foreground_threshold)
+    if edge_classifier is not None:
+        if has_edge_features(graph):
+            graph = with_learned_weights(graph, edge_classifier)
+        else:
+            logger.info("the graph has no foreground features: edges weighted by boundary")
+    labels = partition(graph, cutoff=cutoff, method=method)
+    if background is not None:
+        labels[background] = 0
     return labels

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from segmentation.errors import InputError
 
 _LABEL_DTYPES = (np.uint32, np.uint64, np.int32, np.int64)
+
+#: Columns of :attr:`RegionGraph.face_statistics`: sums over each face's voxel pairs.
+FACE_STATISTICS = ("boundary_squared", "above_half", "above_high", "along_z", "foreground")
+#: Boundary probabilities above which a face voxel pair counts in "above_high".
+HIGH_BOUNDARY = 0.9
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,14 @@ class RegionGraph:
         Voxels per super-pixel.
     node_foreground : ndarray of float64, shape (n_nodes,), or None
         Mean foreground probability per super-pixel (NaN for empty ids), if given.
+    face_statistics : ndarray of float64, shape (n_edges, len(FACE_STATISTICS)), or None
+        Per edge, sums over its face voxel pairs of the columns named in
+        :data:`FACE_STATISTICS` (the pair's larger boundary probability squared, whether
+        it is above 0.5 and above 0.9, whether the pair lies along Z, the pair's smaller
+        foreground probability); the features of
+        :mod:`segmentation.graph.edge_classifier`. None when built without them.
+    node_boundary : ndarray of float64, shape (n_nodes,), or None
+        Mean boundary probability inside each super-pixel (NaN for empty ids).
     """
 
     n_nodes: int
@@ -46,6 +59,18 @@ class RegionGraph:
     contact_area: np.ndarray
     node_size: np.ndarray
     node_foreground: np.ndarray | None = None
+    face_statistics: np.ndarray | None = None
+    node_boundary: np.ndarray | None = None
+
+    def with_edges(self, keep: np.ndarray) -> RegionGraph:
+        """The same graph with only the edges where ``keep`` is True."""
+        return replace(
+            self,
+            edges=self.edges[keep],
+            mean_boundary=self.mean_boundary[keep],
+            contact_area=self.contact_area[keep],
+            face_statistics=None if self.face_statistics is None else self.face_statistics[keep],
+        )
 
     @property
     def n_edges(self) -> int:
@@ -73,16 +98,53 @@ def _check_same_shape(name: str, array: np.ndarray, shape: tuple[int, ...]) -> n
     return array
 
 
-def _face_features(
-    labels: np.ndarray, boundary: np.ndarray
+def face_columns(
+    boundary_low: np.ndarray,
+    boundary_high: np.ndarray,
+    foreground_low: np.ndarray | None,
+    foreground_high: np.ndarray | None,
+    along_z: bool,
+) -> np.ndarray:
+    """Per face voxel pair: its value (the larger boundary probability) and the
+    :data:`FACE_STATISTICS` columns, shape (n_pairs, 1 + len(FACE_STATISTICS))."""
+    value = np.maximum(boundary_low, boundary_high).astype(np.float64)
+    columns = np.empty((value.size, 1 + len(FACE_STATISTICS)))
+    columns[:, 0] = value
+    columns[:, 1] = value * value
+    columns[:, 2] = value > 0.5
+    columns[:, 3] = value > HIGH_BOUNDARY
+    columns[:, 4] = along_z
+    if foreground_low is None or foreground_high is None:
+        columns[:, 5] = 0.0
+    else:
+        columns[:, 5] = np.minimum(foreground_low, foreground_high)
+    return columns
+
+
+def summed_by_key(
+    keys: np.ndarray, columns: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Touching label pairs, their mean face boundary probability and their face count.
+    """Unique keys, the number of rows of each and the column sums of its rows."""
+    unique, inverse = np.unique(keys, return_inverse=True)
+    counts = np.bincount(inverse, minlength=unique.size).astype(np.float64)
+    sums = np.stack(
+        [np.bincount(inverse, weights=column, minlength=unique.size) for column in columns.T],
+        axis=1,
+    )
+    return unique, counts, sums
+
+
+def _face_features(
+    labels: np.ndarray, boundary: np.ndarray, foreground: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Touching label pairs, their mean face boundary probability, face count and
+    :data:`FACE_STATISTICS` sums.
 
     Every pair of 6-connected (4-connected in 2D) voxels with two different non-zero labels
     is one face; its value is the larger of the two voxels' boundary probabilities.
     """
     n_labels = int(labels.max()) + 1 if labels.size else 1
-    keys, values = [], []
+    keys, columns = [], []
     for axis in range(labels.ndim):
         low = np.moveaxis(labels, axis, 0)[:-1]
         high = np.moveaxis(labels, axis, 0)[1:]
@@ -90,20 +152,24 @@ def _face_features(
         first = low[face].astype(np.int64)
         second = high[face].astype(np.int64)
         keys.append(np.minimum(first, second) * n_labels + np.maximum(first, second))
-        values.append(
-            np.maximum(
-                np.moveaxis(boundary, axis, 0)[:-1][face],
-                np.moveaxis(boundary, axis, 0)[1:][face],
-            ).astype(np.float64)
+        along = np.moveaxis(boundary, axis, 0)
+        fore = None if foreground is None else np.moveaxis(foreground, axis, 0)
+        columns.append(
+            face_columns(
+                along[:-1][face],
+                along[1:][face],
+                None if fore is None else fore[:-1][face],
+                None if fore is None else fore[1:][face],
+                along_z=labels.ndim == 3 and axis == 0,
+            )
         )
     all_keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
     if all_keys.size == 0:
-        return np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0)
-    unique, inverse = np.unique(all_keys, return_inverse=True)
-    area = np.bincount(inverse).astype(np.float64)
-    total = np.bincount(inverse, weights=np.concatenate(values))
+        empty = np.zeros((0, len(FACE_STATISTICS)))
+        return np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0), empty
+    unique, area, sums = summed_by_key(all_keys, np.concatenate(columns))
     edges = np.stack([unique // n_labels, unique % n_labels], axis=1)
-    return edges, total / area, area
+    return edges, sums[:, 0] / area, area, sums[:, 1:]
 
 
 def region_graph(
@@ -129,18 +195,22 @@ def region_graph(
     """
     labels = _as_label_volume(superpixels)
     boundary = _check_same_shape("boundary_probability", boundary_probability, labels.shape)
-    edges, mean_boundary, contact_area = _face_features(labels, boundary)
-    n_nodes = int(labels.max()) + 1 if labels.size else 1
-    flat = labels.ravel()
-    node_size = np.bincount(flat, minlength=n_nodes).astype(np.int64)
-    node_foreground = None
+    foreground = None
     if foreground_probability is not None:
         foreground = _check_same_shape(
             "foreground_probability", foreground_probability, labels.shape
         )
-        total = np.bincount(flat, weights=foreground.ravel(), minlength=n_nodes)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            node_foreground = np.where(node_size > 0, total / node_size, np.nan)
+    edges, mean_boundary, contact_area, face_statistics = _face_features(
+        labels, boundary, foreground
+    )
+    n_nodes = int(labels.max()) + 1 if labels.size else 1
+    flat = labels.ravel()
+    node_size = np.bincount(flat, minlength=n_nodes).astype(np.int64)
+    node_foreground = None
+    if foreground is not None:
+        node_foreground = node_means(
+            np.bincount(flat, weights=foreground.ravel(), minlength=n_nodes), node_size
+        )
     return RegionGraph(
         n_nodes=n_nodes,
         edges=edges,
@@ -148,7 +218,17 @@ def region_graph(
         contact_area=contact_area,
         node_size=node_size,
         node_foreground=node_foreground,
+        face_statistics=face_statistics,
+        node_boundary=node_means(
+            np.bincount(flat, weights=boundary.ravel(), minlength=n_nodes), node_size
+        ),
     )
+
+
+def node_means(totals: np.ndarray, node_size: np.ndarray) -> np.ndarray:
+    """``totals / node_size`` per node, NaN for empty node ids."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(node_size > 0, totals / node_size, np.nan)
 
 
 def separate_background(
@@ -180,15 +260,7 @@ def separate_background(
     foreground = np.nan_to_num(graph.node_foreground, nan=0.0)
     background = (foreground < foreground_threshold) | (graph.node_size == 0)
     keep = ~(background[graph.edges[:, 0]] | background[graph.edges[:, 1]])
-    separated = RegionGraph(
-        n_nodes=graph.n_nodes,
-        edges=graph.edges[keep],
-        mean_boundary=graph.mean_boundary[keep],
-        contact_area=graph.contact_area[keep],
-        node_size=graph.node_size,
-        node_foreground=graph.node_foreground,
-    )
-    return separated, background
+    return graph.with_edges(keep), background
 
 
 def project_node_labels(superpixels: np.ndarray, node_labels: np.ndarray) -> np.ndarray:

@@ -37,6 +37,10 @@ class ModelCard:
         Data, command, steps, wall time and anything else needed to reproduce the model.
     metrics : dict
         Evaluation results.
+    edge_classifier : dict or None
+        Learned region-graph edge weights for this network's outputs
+        (:class:`segmentation.graph.EdgeClassifier`, ``to_dict`` form), with how they were
+        trained under ``"training"``; None weights edges by their mean boundary.
     """
 
     name: str = "untrained"
@@ -56,6 +60,7 @@ class ModelCard:
     z_step_range: list[float] = field(default_factory=lambda: [4.0, 8.0])
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    edge_classifier: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
