@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from segmentation.errors import InputError
-from segmentation.model import load_model, read_card
+from segmentation.model import default_weights_path, load_model, read_card
 from segmentation.synthetic import write_phantom
 from segmentation.training.trainer import (
     BEST_CHECKPOINT,
@@ -103,13 +103,15 @@ def test_fine_tuning_starts_from_given_weights(training_csv, tmp_path):
     base_card_path = base.with_suffix(".json")
     base_card = json.loads(base_card_path.read_text())
     base_card["metrics"] = {"mean_f1_iou50": 0.9}
+    base_card["edge_classifier"] = read_card(default_weights_path()).edge_classifier
     base_card_path.write_text(json.dumps(base_card))
     summary = train(training_csv, tmp_path / "tuned", replace(TINY, epochs=1), init=base)
     assert summary.epochs_run == 1
     tuned_card = read_card(tmp_path / "tuned" / LAST_CHECKPOINT)
     assert tuned_card.training["init"] == str(base)
-    # the base model's evaluation is not claimed for the fine-tuned weights
+    # the base model's evaluation and edge weights are not claimed for the fine-tuned weights
     assert tuned_card.metrics == {}
+    assert base_card["edge_classifier"] is not None and tuned_card.edge_classifier is None
 
 
 def test_train_command_line(training_csv, tmp_path):

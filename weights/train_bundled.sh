@@ -178,3 +178,7 @@ python "$HERE/stage_card.py" --init-card "${INIT%.*}.json" \
 cp "$RUN-stage10/last_checkpoint.pytorch" "$HERE/germseg_unet3d.pt"
 cp "$RUN-stage10/bundled_card.json" "$HERE/germseg_unet3d.json"
 # The card's "metrics" come from: python benchmarks/eval_model.py --seeds 10000-10003
+
+# The learned region-graph edge weights, fitted to the new network's outputs (into its card)
+python "$HERE/train_edge_classifier.py" --weights "$HERE/germseg_unet3d.pt" --plant "$PLANT" \
+  --cache "$RUN-edge-classifier-cache"

@@ -352,7 +352,10 @@ def train(
         read_card(init) if init is not None else ModelCard(name=config.name, f_maps=config.f_maps)
     )
     # the init weights' evaluation does not describe the fine-tuned weights
-    card = replace(card, name=config.name, patch=list(config.patch), metrics={})
+    # learned edge weights belong to the outputs of the network they were trained on
+    card = replace(
+        card, name=config.name, patch=list(config.patch), metrics={}, edge_classifier=None
+    )
     network = build_network(card)
     if init is not None:
         state_dict, _ = load_state_dict(init)
