@@ -41,7 +41,7 @@ DEFAULT_THRESHOLD = 0.8
 DEFAULT_FOOTPRINT = 17
 #: Partition cutoff: a boundary with mean probability above this separates two cells.
 DEFAULT_CUTOFF = 0.6
-DEFAULT_METHOD: PartitionMethod = "agglomeration"
+DEFAULT_METHOD: PartitionMethod = "multicut"
 #: Learned edge weights where the model has an edge classifier (else the boundary mean).
 DEFAULT_EDGE_WEIGHTS: EdgeWeights = "learned"
 #: Smallest cell kept, in voxels.
