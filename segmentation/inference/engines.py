@@ -242,7 +242,7 @@ def release_engine_memory(engine: Engine) -> None:
     PyTorch module or an engine without such buffers is left as it is.
     """
     release = getattr(engine, "release_memory", None)
-    if callable(release) and not isinstance(engine, torch.nn.Module):
+    if callable(release):
         release()
 
 
